@@ -1,0 +1,57 @@
+"""Logical-axis rules shard the model's parameters over a data x fsdp x tensor mesh."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from pixelbert_jax import sharding
+from pixelbert_jax.models import variants
+from pixelbert_jax.models.pixelbert import PixelBert
+
+
+def test_make_mesh_fills_in_minus_one():
+  assert jax.device_count() == 8
+  mesh = sharding.make_mesh([2, -1, 2])
+  assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+  with pytest.raises(ValueError, match="does not use"):
+    sharding.make_mesh([3, 1, 1])
+
+
+def test_rules_skip_axes_that_do_not_divide_or_repeat():
+  mesh = sharding.make_mesh([1, 4, 2])
+  rules = sharding.DEFAULT_RULES
+  assert sharding.logical_to_spec(("embed", "mlp"), (64, 128), mesh, rules) == P("fsdp", "tensor")
+  assert sharding.logical_to_spec(("embed", "mlp"), (6, 7), mesh, rules) == P(None, None)
+  assert sharding.logical_to_spec(("embed", "embed"), (8, 8), mesh, rules) == P("fsdp", None)
+  assert sharding.logical_to_spec((None, "conv_out"), (3, 8), mesh, rules) == P(None, None)
+
+
+def test_sharded_forward_matches_single_device():
+  config = variants.model_config("tiny", dropout=0.0)
+  model = PixelBert(config, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.normal(size=(4, 64, 80, 3)), jnp.float32)
+  sizes = jnp.asarray([[64, 80], [40, 80], [64, 33], [17, 23]])
+  ids = jnp.asarray(rng.integers(5, 512, size=(4, 11)), jnp.int32)
+  text_mask = jnp.ones((4, 11), bool)
+
+  def forward(state, images, sizes, ids, text_mask):
+    model = nnx.merge(graphdef, state)
+    tokens, pixel_mask = model.encode_pixels(images, sizes)
+    return model(ids, text_mask, tokens, pixel_mask)[1]["pooled"]
+
+  expected = jax.jit(forward)(state, images, sizes, ids, text_mask)
+  mesh = sharding.make_mesh([2, 2, 2])
+  state_sharding = sharding.state_shardings(state, mesh)
+  sharded_state = jax.device_put(state, state_sharding)
+  kernel = sharded_state["encoder"]["layers"][0]["mlp_in"]["kernel"]
+  assert kernel[...].sharding.spec == P("fsdp", "tensor")
+  assert kernel[...].addressable_shards[0].data.shape == (32, 64)
+  batch = sharding.batch_sharding(mesh)
+  inputs = [jax.device_put(x, batch) for x in (images, sizes, ids, text_mask)]
+  actual = jax.jit(forward)(sharded_state, *inputs)
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
