@@ -1,0 +1,1 @@
+"""Data: the synthetic world, readers of the official formats, preprocessing and pipelines."""
