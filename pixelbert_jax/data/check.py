@@ -1,0 +1,156 @@
+"""Validates a dataset on disk before training, the way the input pipeline reads it.
+
+Runs the format's reader and opens every image it names with
+`pixelbert_jax.data.images.load_image`, then prints how many examples are
+usable and, per reason, how many would be skipped (with a few example ids).
+Exits with status 1 when the skipped share passes `--max_skip_fraction`.
+
+Usage (paths default to the official layout under --root):
+  python -m pixelbert_jax.data.check --format coco --root COCO \
+      [--annotations COCO/annotations/captions_train2014.json] [--image_dir COCO/train2014]
+  python -m pixelbert_jax.data.check --format karpathy --root COCO [--splits train,restval]
+  python -m pixelbert_jax.data.check --format flickr30k --root F30K [--splits test]
+  python -m pixelbert_jax.data.check --format vg --root VG
+  python -m pixelbert_jax.data.check --format vqa --root VQA --image_dir COCO/val2014 \
+      [--questions Q.json] [--annotations A.json | --no_annotations]
+  python -m pixelbert_jax.data.check --format nlvr2 --root NLVR2 [--jsonl dev.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Iterator
+
+from etils import epath
+
+from pixelbert_jax.data import images
+from pixelbert_jax.data import records
+from pixelbert_jax.data import skips as skips_lib
+from pixelbert_jax.data.readers import coco
+from pixelbert_jax.data.readers import flickr30k
+from pixelbert_jax.data.readers import nlvr2
+from pixelbert_jax.data.readers import visual_genome
+from pixelbert_jax.data.readers import vqa
+
+FORMATS = ("coco", "karpathy", "flickr30k", "vg", "vqa", "nlvr2")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description="Validate a dataset and report what would be skipped.")
+  parser.add_argument("--format", required=True, choices=FORMATS)
+  parser.add_argument("--root", required=True, help="The data set's folder.")
+  parser.add_argument("--annotations", help="coco: captions JSON; vqa: annotations JSON.")
+  parser.add_argument("--no_annotations", action="store_true",
+                      help="vqa: a test split, questions only.")
+  parser.add_argument("--questions", help="vqa: questions JSON.")
+  parser.add_argument("--dataset_json", help="karpathy / flickr30k: the split file.")
+  parser.add_argument("--splits", help="karpathy / flickr30k: comma-separated splits.")
+  parser.add_argument("--image_dir", help="Where the images are.")
+  parser.add_argument("--region_descriptions", help="vg: region_descriptions.json.")
+  parser.add_argument("--image_data", help="vg: image_data.json.")
+  parser.add_argument("--jsonl", help="nlvr2: the JSON-lines file.")
+  parser.add_argument("--max_skip_fraction", type=float, default=0.01)
+  parser.add_argument("--max_pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
+  return parser.parse_args(argv)
+
+
+def _splits(args, default: str) -> tuple[str, ...]:
+  return tuple(s.strip() for s in (args.splits or default).split(",") if s.strip())
+
+
+def _coco(args, root, skips):
+  return coco.read_coco_captions(
+      args.annotations or root / "annotations" / "captions_train2014.json",
+      args.image_dir or root / "train2014", skips=skips)
+
+
+def _karpathy(args, root, skips):
+  return coco.read_karpathy(args.dataset_json or root / "dataset_coco.json",
+                            args.image_dir or root, _splits(args, "train,restval"),
+                            skips=skips)
+
+
+def _flickr30k(args, root, skips):
+  return flickr30k.read_flickr30k(
+      args.dataset_json or root / "dataset_flickr30k.json",
+      args.image_dir or root / "flickr30k-images", _splits(args, "train"), skips=skips)
+
+
+def _vg(args, root, skips):
+  return visual_genome.read_visual_genome(
+      args.region_descriptions or root / "region_descriptions.json",
+      args.image_data or root / "image_data.json", args.image_dir or root, skips=skips)
+
+
+def _vqa(args, root, skips):
+  annotations = None if args.no_annotations else (
+      args.annotations or root / "v2_mscoco_train2014_annotations.json")
+  return vqa.read_vqa(
+      args.questions or root / "v2_OpenEnded_mscoco_train2014_questions.json",
+      annotations, args.image_dir or root / "train2014", skips=skips)
+
+
+def _nlvr2(args, root, skips):
+  return nlvr2.read_nlvr2(args.jsonl or root / "train.json",
+                          args.image_dir or root / "images", skips=skips)
+
+
+_READERS = {"coco": _coco, "karpathy": _karpathy, "flickr30k": _flickr30k,
+            "vg": _vg, "vqa": _vqa, "nlvr2": _nlvr2}
+
+
+def _examples(args, skips: skips_lib.SkipCounter) -> Iterator[tuple[str, list[str]]]:
+  """(example id, image paths) for every record the format's reader yields."""
+  for record in _READERS[args.format](args, epath.Path(args.root), skips):
+    if isinstance(record, records.Nlvr2Example):
+      yield record.identifier, [record.left_path, record.right_path]
+    elif isinstance(record, records.VqaExample):
+      yield str(record.question_id), [record.image_path]
+    else:
+      yield f"{record.image_id}: {record.text[:40]!r}", [record.image_path]
+
+
+def _image_problem(path: str, cache: dict[str, str | None], max_pixels: int) -> str | None:
+  """Why the image cannot be used (an `ImageError` reason), or None; cached by path."""
+  if path not in cache:
+    try:
+      images.load_image(path, max_pixels=max_pixels)
+      cache[path] = None
+    except images.ImageError as error:
+      cache[path] = error.reason
+  return cache[path]
+
+
+def check_dataset(args: argparse.Namespace) -> tuple[int, skips_lib.SkipCounter]:
+  """Reads everything; returns the usable count and the counter of skips."""
+  skips = skips_lib.SkipCounter(args.format, max_skip_fraction=args.max_skip_fraction)
+  usable, cache = 0, {}
+  for example_id, paths in _examples(args, skips):
+    problems = [p for p in (_image_problem(path, cache, args.max_pixels)
+                            for path in paths) if p]
+    if problems:
+      skips.skip(f"image_{problems[0]}", example_id)
+    else:
+      usable += 1
+  return usable, skips
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parse_args(argv)
+  usable, skips = check_dataset(args)
+  seen = usable + skips.total
+  print(f"{args.format} at {args.root}: {usable} of {seen} examples usable")
+  print(skips.summary(seen))
+  try:
+    skips.check(seen, final=True)
+  except skips_lib.TooManySkipped as error:
+    print(f"FAILED: {error}", file=sys.stderr)
+    return 1
+  print(f"OK: skipped share within max_skip_fraction={args.max_skip_fraction:g}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

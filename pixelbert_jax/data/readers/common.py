@@ -1,0 +1,97 @@
+"""Helpers the format readers share: reading JSON, checking text fields.
+
+Files are read through `etils.epath`, so local paths and `gs://` URLs both work.
+Bytes are decoded with `surrogateescape`, so one entry with invalid UTF-8 is
+caught (and skipped) on its own instead of failing the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from etils import epath
+
+from pixelbert_jax.data import skips as skips_lib
+
+# The reasons readers give for skipping an entry.
+MISSING_FIELD = "missing_field"
+EMPTY_TEXT = "empty_text"
+BAD_ENCODING = "bad_encoding"
+BAD_JSON = "bad_json"
+BAD_LABEL = "bad_label"
+MISSING_IMAGE = "missing_image"
+MISSING_ANNOTATION = "missing_annotation"
+
+
+def read_text(path: epath.PathLike) -> str:
+  """A file's text; invalid UTF-8 bytes survive as lone surrogates."""
+  return epath.Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
+
+
+def load_json(path: epath.PathLike) -> Any:
+  """Parses a whole JSON file (annotation files are single JSON documents)."""
+  return json.loads(read_text(path))
+
+
+def iter_json_lines(path: epath.PathLike, skips: skips_lib.SkipCounter
+                    ) -> Iterator[tuple[int, dict]]:
+  """(line number, object) per non-blank line of a JSONL file; bad lines skipped."""
+  for number, line in enumerate(read_text(path).splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      value = json.loads(line)
+    except json.JSONDecodeError as error:
+      skips.skip(BAD_JSON, f"{epath.Path(path).name}:{number}", str(error))
+      continue
+    if not isinstance(value, dict):
+      skips.skip(BAD_JSON, f"{epath.Path(path).name}:{number}", "not an object")
+      continue
+    yield number, value
+
+
+def text_problem(value: Any) -> str | None:
+  """Why `value` is not a usable piece of text, or None if it is."""
+  if not isinstance(value, str):  # Absent (None) or not text at all.
+    return MISSING_FIELD
+  try:
+    value.encode("utf-8")
+  except UnicodeEncodeError:  # Lone surrogates: the bytes were not UTF-8.
+    return BAD_ENCODING
+  if not value.strip():
+    return EMPTY_TEXT
+  return None
+
+
+def checked_text(value: Any, example_id: object,
+                 skips: skips_lib.SkipCounter) -> str | None:
+  """The stripped text, or None after reporting why it cannot be used."""
+  problem = text_problem(value)
+  if problem is not None:
+    skips.skip(problem, example_id, f"text field is {value!r:.60}")
+    return None
+  return value.strip()
+
+
+def missing_keys(entry: Any, keys: tuple[str, ...]) -> list[str]:
+  """The required keys an entry lacks (all of them if it is no dict)."""
+  if not isinstance(entry, dict):
+    return list(keys)
+  return [key for key in keys if entry.get(key) is None]
+
+
+def require(entry: Any, keys: tuple[str, ...], example_id: object,
+            skips: skips_lib.SkipCounter) -> bool:
+  """True if the entry has every key; otherwise reports it and returns False."""
+  missing = missing_keys(entry, keys)
+  if missing:
+    skips.skip(MISSING_FIELD, example_id, f"missing {', '.join(missing)}")
+    return False
+  return True
+
+
+def counter_or_new(skips: skips_lib.SkipCounter | None, name: str
+                   ) -> skips_lib.SkipCounter:
+  """The caller's counter, or a fresh one (which still logs every skip)."""
+  return skips if skips is not None else skips_lib.SkipCounter(name)
