@@ -1,0 +1,296 @@
+"""grain input pipelines for pre-training, VQA and NLVR2: bucketed, sharded, resumable.
+
+The pipeline, for one process::
+
+    MapDataset.range(num_batches)        element i = planned global batch i
+      .map(BatchLoader)                  this process's slice: read, decode, resize,
+                                         normalise, pad into the bucket, tokenise, mask
+      .to_iter_dataset(ReadOptions)      a few threads, a small prefetch buffer
+      .mp_prefetch(num_workers)          optional worker processes
+      → SkipBoundDataset                 counts skips, enforces max_skip_fraction
+
+The batch plan (`batch_plan.BatchPlan`) is computed from image sizes before anything is
+decoded, so every batch has one bucket shape and every process knows every batch. The
+iterator's `get_state()` / `set_state()` is what the trainer checkpoints; restoring a
+state gives exactly the batches an uninterrupted iterator would have given.
+
+Config fields (an `ml_collections.ConfigDict` or any mapping): `global_batch_size`,
+`image_short_side`, `image_long_side`, `aspect_ratios`, `bucket_multiple` (64),
+`max_text_len`, `mlm_probability` (0.15), `num_workers` (0), `read_threads` (2),
+`prefetch_batches` (2), `max_skip_fraction` (0.01), `skip_min_seen` (100),
+`num_epochs` (None = forever), `image_mean`, `image_std`.
+
+Batches are dicts of numpy arrays holding this process's G / process_count examples;
+see `pretrain_pipeline`, `vqa_pipeline` and `nlvr2_pipeline` for the keys.
+"""
+
+import collections
+from collections.abc import Sequence
+import dataclasses
+import sys
+from typing import Any
+
+from absl import flags
+from absl import logging
+import grain
+import numpy as np
+
+from pixelbert_jax.data import answers as answers_lib
+from pixelbert_jax.data import batch_plan
+from pixelbert_jax.data import images as images_lib
+from pixelbert_jax.data import masking
+from pixelbert_jax.data import preprocess
+from pixelbert_jax.data import skips as skips_lib
+from pixelbert_jax.data import sources
+from pixelbert_jax.data import tokenizer as tokenizer_lib
+
+_DEFAULTS = {
+    "aspect_ratios": images_lib.DEFAULT_ASPECT_RATIOS, "bucket_multiple": 64,
+    "mlm_probability": 0.15, "num_workers": 0, "read_threads": 2,
+    "prefetch_batches": 2, "max_skip_fraction": 0.01, "skip_min_seen": 100,
+    "num_epochs": None, "image_mean": images_lib.IMAGENET_MEAN,
+    "image_std": images_lib.IMAGENET_STD,
+}
+
+
+def _field(cfg: Any, name: str) -> Any:
+  """`cfg.name` for a ConfigDict or `cfg[name]` for a mapping, else the default."""
+  value = cfg.get(name, _DEFAULTS.get(name)) if hasattr(cfg, "get") else getattr(cfg, name)
+  if value is None and name not in _DEFAULTS:
+    raise KeyError(f"the data config lacks the field {name!r}")
+  return value
+
+
+def as_source(examples):
+  """A source as is (it has `image_bytes`), or reader records wrapped in a RawSource."""
+  return examples if hasattr(examples, "image_bytes") else sources.RawSource(examples)
+
+
+def buckets_from_config(cfg: Any) -> list[tuple[int, int]]:
+  return images_lib.make_buckets(_field(cfg, "image_short_side"),
+                                 _field(cfg, "image_long_side"),
+                                 tuple(_field(cfg, "aspect_ratios")),
+                                 _field(cfg, "bucket_multiple"))
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchLoader:
+  """grain map op: a planned batch index → this process's batch as numpy arrays."""
+
+  source: Any
+  plan: batch_plan.BatchPlan
+  task: preprocess.Task
+  buckets: tuple[tuple[int, int], ...]
+  seed: int
+  process_index: int
+  process_count: int
+
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
+    indices, positions, bucket_id = self.plan.process_batch(
+        step, self.process_index, self.process_count)
+    bucket = self.buckets[bucket_id]
+    rows, reasons = [], []
+    for index, position in zip(indices, positions):
+      row, reason = self._load(int(index), bucket, step, int(position))
+      rows.append(row)
+      reasons.append(reason)
+    return preprocess.assemble_batch(self.task, rows, bucket, reasons, indices)
+
+  def _load(self, index: int, bucket: tuple[int, int], step: int, position: int
+            ) -> tuple[preprocess.Row | None, int]:
+    """(row, 0), or (None, reason code) for an image that fails, or padding."""
+    if index == batch_plan.PAD_INDEX:
+      return None, 0
+    try:
+      names = self.source.image_names(index)
+      pixels = [images_lib.decode_image(data, name=name) for data, name in
+                zip(self.source.image_bytes(index), names)]
+    except images_lib.ImageError as error:
+      return None, preprocess.reason_code(error.reason)
+    # One stream per (seed, global batch, slot): the same masks whatever the process
+    # count, worker count or restart point.
+    rng = np.random.default_rng([self.seed, step, position])
+    return self.task.example(self.source.record(index), pixels, bucket, rng), 0
+
+
+class SkipBoundDataset(grain.IterDataset):
+  """The last stage: counts skipped examples and stops when too many are skipped."""
+
+  def __init__(self, parent: grain.IterDataset, source: Any, name: str,
+               max_skip_fraction: float, min_seen: int, final_check: bool):
+    super().__init__(parent)
+    self.source = source
+    self.name = name
+    self.max_skip_fraction = max_skip_fraction
+    self.min_seen = min_seen
+    self.final_check = final_check
+
+  def __iter__(self) -> "SkipBoundIterator":
+    return SkipBoundIterator(self._parent.__iter__(), self)
+
+
+class SkipBoundIterator(grain.DatasetIterator):
+  """Yields batches; `skips` logs each skip with its reason; the totals checkpoint."""
+
+  def __init__(self, parent: grain.DatasetIterator, spec: SkipBoundDataset):
+    super().__init__(parent)
+    self._spec = spec
+    self.skips = skips_lib.SkipCounter(spec.name, max_skip_fraction=1.0)
+    self.seen = 0
+    self.skipped = collections.Counter()
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    try:
+      batch = next(self._parent)
+    except StopIteration:
+      if self._spec.final_check:
+        self._check(final=True)
+      raise
+    reasons = batch.pop(preprocess.SKIP_REASON_KEY)
+    indices = batch[preprocess.EXAMPLE_INDEX_KEY]
+    self.seen += int(np.count_nonzero(indices != batch_plan.PAD_INDEX))
+    for code, index in zip(reasons, indices):
+      if code:
+        self._record_skip(images_lib.REASONS[code - 1], int(index))
+    self._check(final=False)
+    return batch
+
+  def _record_skip(self, reason: str, index: int) -> None:
+    self.skipped[reason] += 1
+    names = ", ".join(self._spec.source.image_names(index))
+    self.skips.skip(reason, f"example {index}", names)
+
+  def _check(self, final: bool) -> None:
+    total = sum(self.skipped.values())
+    if not final and self.seen < self._spec.min_seen:
+      return
+    if self.seen and total / self.seen > self._spec.max_skip_fraction:
+      by_reason = ", ".join(f"{r}: {n}" for r, n in self.skipped.most_common())
+      raise skips_lib.TooManySkipped(
+          f"{self._spec.name}: skipped {total} of {self.seen} examples "
+          f"({total / self.seen:.2%}; {by_reason}), more than max_skip_fraction="
+          f"{self._spec.max_skip_fraction:g}; fix the data or raise the bound.\n"
+          f"{self.skips.summary()}")
+
+  def get_state(self) -> dict[str, Any]:
+    return {"parent": self._parent.get_state(), "seen": self.seen,
+            "skipped": dict(self.skipped)}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._parent.set_state(state["parent"])
+    self.seen = int(state["seen"])
+    self.skipped = collections.Counter({k: int(v) for k, v in state["skipped"].items()})
+
+  def close(self) -> None:
+    close = getattr(self._parent, "close", None)
+    if close is not None:
+      close()
+
+
+def make_pipeline(task: preprocess.Task, examples, cfg: Any, *, seed: int,
+                  process_index: int = 0, process_count: int = 1,
+                  training: bool = True, name: str = "data") -> SkipBoundIterator:
+  """Builds a task's grain pipeline over records or a packed source; see module doc.
+
+  The returned iterator also carries `batches_per_epoch`, `buckets` and `plan`.
+  """
+  source = as_source(examples)
+  buckets = tuple(buckets_from_config(cfg))
+  bucket_ids = batch_plan.assign_buckets(
+      source.image_sizes(), _field(cfg, "image_short_side"),
+      _field(cfg, "image_long_side"), buckets)
+  plan = batch_plan.BatchPlan(bucket_ids, len(buckets), _field(cfg, "global_batch_size"),
+                              seed=seed, training=training)
+  batch_plan.per_process_batch_size(plan.global_batch_size, process_count)
+  loader = BatchLoader(source, plan, task, buckets, seed, process_index, process_count)
+  dataset = grain.MapDataset.range(_num_batches(plan, cfg, training)).map(loader)
+  iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(
+      num_threads=_field(cfg, "read_threads"),
+      prefetch_buffer_size=_field(cfg, "prefetch_batches")))
+  if _field(cfg, "num_workers") > 0:
+    _ensure_flags_parsed()
+    iter_dataset = iter_dataset.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=_field(cfg, "num_workers")))
+  iterator = iter(SkipBoundDataset(
+      iter_dataset, source, name, _field(cfg, "max_skip_fraction"),
+      _field(cfg, "skip_min_seen"), final_check=not training))
+  iterator.batches_per_epoch, iterator.buckets, iterator.plan = (
+      plan.batches_per_epoch, buckets, plan)
+  logging.info("%s: %d examples, %d batches per epoch, buckets %s", name,
+               len(source), plan.batches_per_epoch, list(buckets))
+  return iterator
+
+
+def _ensure_flags_parsed() -> None:
+  """grain's worker processes read absl flags; outside `app.run` (tests, notebooks)
+  nobody parsed them, so their defaults are accepted as the parsed values."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+def _num_batches(plan: batch_plan.BatchPlan, cfg: Any, training: bool) -> int:
+  if not training:
+    return plan.batches_per_epoch  # Evaluation: exactly one pass.
+  epochs = _field(cfg, "num_epochs")
+  # grain's MapDataset is lazy, so a practically endless range costs nothing.
+  return sys.maxsize if epochs is None else plan.batches_per_epoch * int(epochs)
+
+
+def _image_transform(cfg: Any) -> preprocess.ImageTransform:
+  return preprocess.ImageTransform(
+      _field(cfg, "image_short_side"), _field(cfg, "image_long_side"),
+      tuple(_field(cfg, "image_mean")), tuple(_field(cfg, "image_std")))
+
+
+def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
+                      cfg: Any, *, seed: int, process_index: int = 0,
+                      process_count: int = 1, training: bool = True
+                      ) -> SkipBoundIterator:
+  """MLM/ITM batches from `records.ImageText` (COCO, VG, ... mixed) or a packed source.
+
+  Keys (B = G / process_count, T = max_text_len, (H, W) = the batch's bucket):
+    images float32 (B, H, W, 3); image_sizes int32 (B, 2) true (h, w);
+    token_ids int32 (B, T) `[CLS] text [SEP]`; text_mask bool (B, T);
+    mlm_ids int32 (B, T); mlm_labels int32 (B, T); mlm_weights float32 (B, T);
+    image_ids int32 (B,) stable per image file (for ITM); example_index int32 (B,)
+    index in the source, -1 for padding; valid bool (B,); num_skipped int32 ().
+  """
+  masker = masking.MlmMasker.from_tokenizer(
+      tokenizer, mask_rate=_field(cfg, "mlm_probability"))
+  task = preprocess.PretrainTask(_image_transform(cfg), tokenizer,
+                                 _field(cfg, "max_text_len"), masker=masker)
+  return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
+                       process_count=process_count, training=training, name="pretrain")
+
+
+def vqa_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
+                 answer_vocab: answers_lib.AnswerVocab, cfg: Any, *, seed: int,
+                 process_index: int = 0, process_count: int = 1,
+                 training: bool = True) -> SkipBoundIterator:
+  """VQA batches from `records.VqaExample`s.
+
+  Keys: images, image_sizes, token_ids, text_mask (as in `pretrain_pipeline`);
+    targets float32 (B, len(answer_vocab)) soft scores; question_id int64 (B,);
+    example_index int32 (B,); valid bool (B,); num_skipped int32 ().
+  """
+  task = preprocess.VqaTask(_image_transform(cfg), tokenizer,
+                            _field(cfg, "max_text_len"), answer_vocab=answer_vocab)
+  return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
+                       process_count=process_count, training=training, name="vqa")
+
+
+def nlvr2_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
+                   cfg: Any, *, seed: int, process_index: int = 0,
+                   process_count: int = 1, training: bool = True
+                   ) -> SkipBoundIterator:
+  """NLVR2 batches from `records.Nlvr2Example`s; both images share one bucket.
+
+  Keys: images float32 (B, 2, H, W, 3); image_sizes int32 (B, 2, 2);
+    token_ids int32 (B, T); text_mask bool (B, T); label int32 (B,) (1 true,
+    0 false, -1 hidden); example_index int32 (B,); valid bool (B,);
+    num_skipped int32 ().
+  """
+  task = preprocess.Nlvr2Task(_image_transform(cfg), tokenizer,
+                              _field(cfg, "max_text_len"))
+  return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
+                       process_count=process_count, training=training, name="nlvr2")
