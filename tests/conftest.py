@@ -1,7 +1,71 @@
-"""Test-wide set-up: fake 8 CPU devices so sharding code runs on a laptop."""
+"""Test-wide set-up: 8 fake CPU devices, and one small synthetic world for trainer tests."""
 
 import os
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> str:
+  """A 48-image synthetic world (with its marker), shared by the trainer tests."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from pixelbert_jax.tasks import pretrain_data  # pylint: disable=g-import-not-at-top
+
+  root = str(tmp_path_factory.mktemp("world"))
+  data = ml_collections.ConfigDict(dict(root=root, synthetic_num_images=48,
+                                        synthetic_seed=0))
+  pretrain_data.synthetic_world(data, root)
+  return root
+
+
+def trainer_overrides(world: str, steps: int) -> dict:
+  """A seconds-long pre-training run of the tiny model on the small world."""
+  return {
+      "data.root": world, "data.synthetic_num_images": 48, "data.image_short_side": 64,
+      "data.image_long_side": 112, "data.max_text_len": 16, "global_batch_size": 8,
+      "num_train_steps": steps, "num_sampled_pixels": 8, "log_every_steps": 1,
+      "eval_every_steps": 1000, "eval_batches": 1, "checkpoint_every_steps": 3,
+      "optimizer.warmup_steps": 0,
+  }
+
+
+def restore_state(workdir, step: int):
+  """A run's `state` item at `step`, onto this process's first device, whatever the
+  device topology that wrote it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(str(workdir), "checkpoints", str(step), "state")
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  with ocp.StandardCheckpointer() as checkpointer:
+    stored = checkpointer.metadata(path).item_metadata
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), stored)
+    return checkpointer.restore(path, target)
+
+
+def flat_arrays(tree) -> list:
+  """[(path, numpy array)] of a tree, in a fixed order."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in flat]
+
+
+def scalars(workdir, tag: str) -> list[float]:
+  """The values a run wrote for `tag` to its TensorBoard event files, in step order."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
+
+  events = event_accumulator.EventAccumulator(str(workdir), size_guidance={"tensors": 0})
+  events.Reload()
+  return [float(np.asarray(tensor_util.make_ndarray(e.tensor_proto)))
+          for e in events.Tensors(tag)]

@@ -13,8 +13,10 @@ from pixelbert_jax.models.variants import TransformerSpec
 class Pooler(nnx.Module):
   """BERT's pooler: dense + tanh on the [CLS] state."""
 
-  def __init__(self, hidden: int, *, dtype: Any, rngs: nnx.Rngs):
-    self.dense = layers.dense(hidden, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+  def __init__(self, hidden: int, *, dtype: Any, rngs: nnx.Rngs,
+               init_std: float = layers.BERT_INIT_STD):
+    self.dense = layers.dense(hidden, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs,
+                              init_std=init_std)
 
   def __call__(self, hidden_states: jax.Array) -> jax.Array:
     return jnp.tanh(self.dense(hidden_states[:, 0]))
@@ -25,7 +27,7 @@ class MLMHead(nnx.Module):
 
   def __init__(self, spec: TransformerSpec, *, dtype: Any, rngs: nnx.Rngs):
     self.transform = layers.dense(spec.hidden, spec.hidden, ("embed", "mlp"),
-                                  dtype=dtype, rngs=rngs)
+                                  dtype=dtype, rngs=rngs, init_std=spec.init_std)
     self.norm = layers.layer_norm(spec.hidden, "embed", epsilon=spec.layer_norm_eps,
                                   dtype=dtype, rngs=rngs)
     self.bias = layers.param(rngs, nnx.initializers.zeros, (spec.vocab_size,), ("vocab",))
@@ -41,8 +43,10 @@ class MLMHead(nnx.Module):
 class ScoreHead(nnx.Module):
   """One logit from the pooled [CLS]: image-text match (ITM) or retrieval score."""
 
-  def __init__(self, hidden: int, *, dtype: Any, rngs: nnx.Rngs):
-    self.dense = layers.dense(hidden, 1, ("embed", None), dtype=dtype, rngs=rngs)
+  def __init__(self, hidden: int, *, dtype: Any, rngs: nnx.Rngs,
+               init_std: float = layers.BERT_INIT_STD):
+    self.dense = layers.dense(hidden, 1, ("embed", None), dtype=dtype, rngs=rngs,
+                              init_std=init_std)
 
   def __call__(self, pooled: jax.Array) -> jax.Array:
     return self.dense(pooled)[:, 0].astype(jnp.float32)

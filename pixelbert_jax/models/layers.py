@@ -12,17 +12,22 @@ import jax.numpy as jnp
 from flax import nnx
 
 LOGICAL_AXES = "logical_axes"
-# BERT's initialiser; also used for the projection and heads, as BERT-style models do.
-bert_init = nnx.initializers.truncated_normal(stddev=0.02)
+# BERT's initialiser (std 0.02, tuned for width 768); also used for the projection and
+# heads, as BERT-style models do. Narrow test / demo models use a larger std.
+BERT_INIT_STD = 0.02
+
+
+def normal_init(stddev: float = BERT_INIT_STD):
+  return nnx.initializers.truncated_normal(stddev=stddev)
 
 
 def dense(in_features: int, out_features: int, axes: tuple[str | None, str | None], *,
           dtype: Any, rngs: nnx.Rngs, use_bias: bool = True,
-          kernel_init=bert_init) -> nnx.Linear:
+          init_std: float = BERT_INIT_STD) -> nnx.Linear:
   """A Linear layer whose kernel and bias carry logical axis names."""
   return nnx.Linear(
       in_features, out_features, use_bias=use_bias, dtype=dtype,
-      param_dtype=jnp.float32, kernel_init=kernel_init,
+      param_dtype=jnp.float32, kernel_init=normal_init(init_std),
       kernel_metadata={LOGICAL_AXES: axes},
       bias_metadata={LOGICAL_AXES: (axes[1],)}, rngs=rngs)
 
@@ -37,10 +42,10 @@ def layer_norm(features: int, axis_name: str | None, *, epsilon: float, dtype: A
 
 
 def embedding(num: int, features: int, axes: tuple[str | None, str | None], *,
-              dtype: Any, rngs: nnx.Rngs) -> nnx.Embed:
+              dtype: Any, rngs: nnx.Rngs, init_std: float = BERT_INIT_STD) -> nnx.Embed:
   """An embedding table with logical axis names."""
   return nnx.Embed(num, features, dtype=dtype, param_dtype=jnp.float32,
-                   embedding_init=bert_init,
+                   embedding_init=normal_init(init_std),
                    embedding_metadata={LOGICAL_AXES: axes}, rngs=rngs)
 
 

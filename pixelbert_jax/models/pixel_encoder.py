@@ -38,15 +38,18 @@ class PixelEncoder(nnx.Module):
     self.stride = config.pixel_stride
     self.backbone = ResNet(config.backbone, frozen_bn=not config.train_bn_stats,
                            dtype=dtype, rngs=rngs)
+    init_std = config.transformer.init_std
     self.projection = layers.dense(config.backbone.out_channels, hidden,
-                                   ("conv_out", "embed"), dtype=dtype, rngs=rngs)
+                                   ("conv_out", "embed"), dtype=dtype, rngs=rngs,
+                                   init_std=init_std)
     # s_v: one learned "visual semantic embedding" shared by every pixel (the paper).
-    self.semantic = layers.param(rngs, layers.bert_init, (hidden,), ("embed",))
+    init = layers.normal_init(init_std)
+    self.semantic = layers.param(rngs, init, (hidden,), ("embed",))
     self.row_embedding = self.col_embedding = nnx.data(None)
     if config.pixel_pos_emb:
-      self.row_embedding = layers.param(rngs, layers.bert_init, (config.max_grid[0], hidden),
+      self.row_embedding = layers.param(rngs, init, (config.max_grid[0], hidden),
                                         (None, "embed"))
-      self.col_embedding = layers.param(rngs, layers.bert_init, (config.max_grid[1], hidden),
+      self.col_embedding = layers.param(rngs, init, (config.max_grid[1], hidden),
                                         (None, "embed"))
     self.norm = nnx.data(None)
     if config.pixel_layer_norm:

@@ -27,7 +27,7 @@ class PixelBert(nnx.Module):
     self.text_embedder = TextEmbedder(spec, dropout=config.dropout, dtype=dtype, rngs=rngs)
     self.encoder = Encoder(spec, dropout=config.dropout, dtype=dtype, remat=config.remat,
                            rngs=rngs)
-    self.pooler = Pooler(spec.hidden, dtype=dtype, rngs=rngs)
+    self.pooler = Pooler(spec.hidden, dtype=dtype, rngs=rngs, init_std=spec.init_std)
 
   def encode_pixels(self, images: jax.Array,
                     image_sizes: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -16,10 +16,11 @@ class TextEmbedder(nnx.Module):
   def __init__(self, spec: TransformerSpec, *, dropout: float, dtype: Any,
                rngs: nnx.Rngs):
     kw = dict(dtype=dtype, rngs=rngs)
-    self.word = layers.embedding(spec.vocab_size, spec.hidden, ("vocab", "embed"), **kw)
-    self.position = layers.embedding(spec.max_positions, spec.hidden, (None, "embed"), **kw)
-    self.token_type = layers.embedding(spec.type_vocab_size, spec.hidden, (None, "embed"),
-                                       **kw)
+    table = lambda n, axes: layers.embedding(n, spec.hidden, axes, init_std=spec.init_std,
+                                             **kw)
+    self.word = table(spec.vocab_size, ("vocab", "embed"))
+    self.position = table(spec.max_positions, (None, "embed"))
+    self.token_type = table(spec.type_vocab_size, (None, "embed"))
     self.norm = layers.layer_norm(spec.hidden, "embed", epsilon=spec.layer_norm_eps, **kw)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 

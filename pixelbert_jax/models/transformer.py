@@ -22,7 +22,7 @@ class SelfAttention(nnx.Module):
     if spec.hidden % spec.heads:
       raise ValueError(f"hidden {spec.hidden} is not divisible by heads {spec.heads}")
     self.heads = spec.heads
-    kw = dict(dtype=dtype, rngs=rngs)
+    kw = dict(dtype=dtype, rngs=rngs, init_std=spec.init_std)
     self.query = layers.dense(spec.hidden, spec.hidden, ("embed", "qkv"), **kw)
     self.key = layers.dense(spec.hidden, spec.hidden, ("embed", "qkv"), **kw)
     self.value = layers.dense(spec.hidden, spec.hidden, ("embed", "qkv"), **kw)
@@ -52,8 +52,10 @@ class EncoderLayer(nnx.Module):
     eps = spec.layer_norm_eps
     self.attention = SelfAttention(spec, dropout=dropout, **kw)
     self.attention_norm = layers.layer_norm(spec.hidden, "embed", epsilon=eps, **kw)
-    self.mlp_in = layers.dense(spec.hidden, spec.mlp, ("embed", "mlp"), **kw)
-    self.mlp_out = layers.dense(spec.mlp, spec.hidden, ("mlp", "embed"), **kw)
+    self.mlp_in = layers.dense(spec.hidden, spec.mlp, ("embed", "mlp"),
+                               init_std=spec.init_std, **kw)
+    self.mlp_out = layers.dense(spec.mlp, spec.hidden, ("mlp", "embed"),
+                                init_std=spec.init_std, **kw)
     self.mlp_norm = layers.layer_norm(spec.hidden, "embed", epsilon=eps, **kw)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 

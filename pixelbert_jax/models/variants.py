@@ -43,6 +43,7 @@ class TransformerSpec:
   max_positions: int = 512
   type_vocab_size: int = 2
   layer_norm_eps: float = 1e-12
+  init_std: float = 0.02  # BERT's; about 1/sqrt(hidden) suits narrow models better
 
 
 BACKBONES = {
@@ -65,7 +66,7 @@ TRANSFORMERS = {
     "bert_base": TransformerSpec(num_layers=12, hidden=768, heads=12, mlp=3072),
     "bert_large": TransformerSpec(num_layers=24, hidden=1024, heads=16, mlp=4096),
     "tiny": TransformerSpec(num_layers=2, hidden=64, heads=4, mlp=128, vocab_size=512,
-                            max_positions=64),
+                            max_positions=64, init_std=0.125),
 }
 
 

@@ -1,0 +1,69 @@
+"""Blocks shared by every task config: model, data, optimiser, mesh, checkpoints, logging."""
+
+import ml_collections
+
+from pixelbert_jax import sharding
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def model(preset: str = "R50") -> ConfigDict:
+  """Model structure; `preset` picks sizes from `pixelbert_jax.models.variants`."""
+  return ConfigDict(dict(
+      preset=preset, dtype="bfloat16", dropout=0.1, pixel_pool=True, pixel_layer_norm=True,
+      pixel_pos_emb=False, max_grid=(32, 32), train_bn_stats=False, remat=False,
+      vocab_size=30522))
+
+
+def data(kind: str) -> ConfigDict:
+  """Where the data lives and how it is preprocessed (the paper's R50 resolution)."""
+  return ConfigDict(dict(
+      kind=kind, root="", tokenizer="", max_text_len=40,
+      image_short_side=800, image_long_side=1333,
+      aspect_ratios=(9 / 16, 3 / 4, 1.0, 4 / 3, 16 / 9), bucket_multiple=64,
+      image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
+      mlm_probability=0.15, num_workers=8, max_skip_fraction=0.01,
+      synthetic_num_images=3000, synthetic_seed=0))
+
+
+def optimizer(cnn_lr: float = 1e-2, transformer_lr: float = 1e-4) -> ConfigDict:
+  """The paper's two optimisers, warm-up and step decay at 25/40 and 35/40 of training."""
+  return ConfigDict(dict(
+      groups=dict(
+          frozen=dict(pattern="^$", optimizer="frozen"),
+          cnn=dict(pattern="^pixelbert/pixel_encoder/backbone/", optimizer="sgd",
+                   lr=cnn_lr, momentum=0.9, weight_decay=5e-4),
+          transformer=dict(pattern=".*", optimizer="adamw", lr=transformer_lr,
+                           b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2),
+      ),
+      # BERT's practice: no weight decay on biases and normalisation parameters.
+      no_decay_pattern=r"(bias|scale)$",
+      schedule="step", decay_fractions=(25 / 40, 35 / 40), decay_factor=0.1,
+      warmup_steps=-1, warmup_fraction=0.02, clip_grad_norm=1.0))
+
+
+def base(task: str) -> ConfigDict:
+  """Run-level fields every task shares."""
+  config = ConfigDict()
+  config.task = task
+  config.seed = 0
+  config.global_batch_size = 256
+  config.micro_batches = 1  # gradient accumulation: micro-batches per optimiser update
+  config.num_epochs = 1.0
+  config.num_train_steps = -1  # > 0 overrides num_epochs
+  config.mesh = ConfigDict(dict(shape=(-1, 1, 1), axes=sharding.MESH_AXES))
+  config.sharding_rules = tuple(sharding.DEFAULT_RULES)
+  config.init = ""  # an import_weights directory (backbone / BERT initialisation)
+  config.init_from = ""  # a workdir or checkpoint of another run (fine-tuning)
+  config.resume_from = ""  # an explicit checkpoint to resume from
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.async_checkpoints = True
+  config.log_every_steps = 50
+  config.eval_every_steps = 1000
+  config.eval_batches = 50
+  config.profile_steps = 0
+  config.max_consecutive_nonfinite = 10
+  config.mode = "train"  # or "eval"
+  config.debug_batch_digests = False  # write a digest of every batch (resume tests)
+  return config

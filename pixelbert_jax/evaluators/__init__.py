@@ -1,0 +1,1 @@
+"""Evaluators: small classes with `run(state)` yielding (name, value), chosen by type."""

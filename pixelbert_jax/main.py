@@ -1,0 +1,34 @@
+r"""Entry point: `python -m pixelbert_jax.main --config=configs/pretrain.py[:variant] --workdir=DIR`.
+
+Any config field can be overridden with `--config.field=value`. Multi-process runs
+(TPU pods, SLURM, or explicit coordinator flags) are detected and initialised here.
+"""
+
+import os
+
+# TensorFlow (used by clu's summary writer) must not grab the accelerators JAX uses.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from pixelbert_jax import distributed, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, optionally with :variant.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and results go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  distributed.initialize()
+  distributed.hide_accelerators_from_tensorflow()
+  logging.info("Config:\n%s", FLAGS.config)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

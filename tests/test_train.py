@@ -1,0 +1,51 @@
+"""The real trainer, in process, for a few steps of the tiny model on the small world."""
+
+import sys
+
+import numpy as np
+import pytest
+from etils import epath
+
+from conftest import REPO, scalars, trainer_overrides
+from pixelbert_jax import checkpointing, train
+
+sys.path.insert(0, REPO)
+from configs import pretrain as pretrain_config  # noqa: E402
+
+
+def _config(world: str, steps: int, **extra):
+  config = pretrain_config.get_config("demo")
+  for name, value in {**trainer_overrides(world, steps), **extra}.items():
+    *parents, leaf = name.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def test_few_steps_learn_write_metrics_and_checkpoint(small_world, tmp_path):
+  config = _config(small_world, 12, **{"optimizer.groups.transformer.lr": 2e-3})
+  results = train.train_and_evaluate(config, str(tmp_path / "run"))
+  losses = scalars(tmp_path / "run", "training_loss")
+  assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
+  assert {"eval/mlm_accuracy", "eval/itm_accuracy", "eval/grounding_gap",
+          "eval/visual_words_true_image"} <= set(results)
+  assert (tmp_path / "run" / "checkpoints" / "12" / "state").exists()
+  assert (tmp_path / "run" / "config.json").exists()
+  assert (tmp_path / "run" / "final_eval.json").exists()
+
+
+def test_eval_mode_and_refusal_of_a_mismatched_workdir(small_world, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(_config(small_world, 3), workdir)
+  results = train.train_and_evaluate(_config(small_world, 3, mode="eval"), workdir)
+  assert 0.0 <= results["eval/mlm_accuracy"] <= 1.0
+  wider = _config(small_world, 6)
+  wider.model.preset = "tiny"
+  wider.model.pixel_layer_norm = True
+  wider.model.pixel_pos_emb = True
+  with pytest.raises(checkpointing.CheckpointMismatchError, match="does not fit"):
+    train.train_and_evaluate(wider, workdir)
+  assert sorted(p.name for p in epath.Path(workdir, "checkpoints").iterdir()
+                if p.name.isdigit()) == ["3"]

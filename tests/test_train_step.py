@@ -1,0 +1,99 @@
+"""The jitted train step: sharded = single device, accumulation = big batch, NaN guard."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import common
+from pixelbert_jax import optim, sharding, train, train_state, train_step
+from pixelbert_jax.models import variants
+from pixelbert_jax.tasks import pretrain
+
+
+def _batch(batch_size=8, seed=0):
+  rng = np.random.default_rng(seed)
+  b, t = batch_size, 11
+  return dict(
+      images=rng.normal(size=(b, 48, 80, 3)).astype(np.float32),
+      image_sizes=np.array([[48, 80], [40, 61], [48, 33], [17, 80]] * (b // 4), np.int32),
+      token_ids=rng.integers(5, 97, (b, t)).astype(np.int32),
+      text_mask=np.arange(t)[None, :] < rng.integers(3, t + 1, (b, 1)),
+      mlm_ids=rng.integers(5, 97, (b, t)).astype(np.int32),
+      mlm_labels=rng.integers(5, 97, (b, t)).astype(np.int32),
+      mlm_weights=(rng.random((b, t)) < 0.3).astype(np.float32),
+      valid=np.array([True] * (b - 1) + [False]))
+
+
+def _setup(mesh, micro_batches=1, use_itm=True, dropout=0.0):
+  config = common.base("pretrain")
+  config.optimizer = common.optimizer(cnn_lr=0.1, transformer_lr=1e-3)
+  config.optimizer.warmup_steps = 0
+  model_config = variants.model_config("tiny", dropout=dropout, transformer_vocab_size=97)
+  graphdef, params, stats, other = train_state.init_model(
+      lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs), 0, mesh,
+      sharding.DEFAULT_RULES)
+  tx, schedules = optim.make_optimizer(config, params, 10)
+  state = train_state.create_train_state(params, stats, tx, 0, mesh)
+  step = train_step.make_train_step(
+      graphdef, other, pretrain.make_loss_fn(12, True, use_itm), pretrain.counts_fn,
+      pretrain.loss_weights(True, use_itm), tx, schedules, micro_batches)
+  shardings = train_state.shardings_of(state)
+  step = jax.jit(step, in_shardings=(shardings, None), out_shardings=(shardings, None))
+  to_global = train.make_global(mesh, sharding.DEFAULT_RULES)
+  return state, step, to_global
+
+
+def _run(mesh, steps=3, **kw):
+  state, step, to_global = _setup(mesh, **kw)
+  losses = []
+  for i in range(steps):
+    state, metrics = step(state, to_global(_batch(seed=i)))
+    losses.append(float(metrics["training_loss"]))
+  return state, losses
+
+
+def test_data_fsdp_mesh_matches_one_device():
+  _, single = _run(sharding.make_mesh([1, 1, 1], devices=jax.devices()[:1]))
+  state, sharded = _run(sharding.make_mesh([4, 2, 1]))
+  np.testing.assert_allclose(sharded, single, rtol=2e-5)
+  kernel = state.params["pixelbert"]["encoder"]["layers"][0]["mlp_in"]["kernel"][...]
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", None)
+  assert kernel.addressable_shards[0].data.shape == (32, 128)
+
+
+def _params(state):
+  return jax.tree.leaves(jax.device_get(state.params))
+
+
+def test_accumulating_micro_batches_equals_one_big_batch():
+  mesh = sharding.make_mesh([2, 1, 1], devices=jax.devices()[:2])
+  # ITM pairs captions within a micro-batch, so compare on MLM (pixel draws are per example).
+  whole, _ = _run(mesh, steps=2, micro_batches=1, use_itm=False)
+  accumulated, _ = _run(mesh, steps=2, micro_batches=4, use_itm=False)
+  for a, b in zip(_params(whole), _params(accumulated)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert int(accumulated.step) == 2
+
+
+def test_nonfinite_step_is_skipped_and_counted():
+  mesh = sharding.make_mesh([1, 1, 1], devices=jax.devices()[:1])
+  state, step, to_global = _setup(mesh)
+  before = _params(state)
+  poisoned = _batch()
+  poisoned["images"][0, 0, 0, 0] = np.nan
+  for _ in range(3):
+    state, metrics = step(state, to_global(poisoned))
+  assert int(metrics["nonfinite"]) == 1 and int(state.nonfinite_total) == 3
+  for a, b in zip(before, _params(state)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(train.NonFiniteError, match="3 consecutive steps"):
+    train._check_nonfinite(state, 3)  # pylint: disable=protected-access
+  state, _ = step(state, to_global(_batch()))
+  assert int(state.nonfinite_run) == 0 and int(state.nonfinite_max_run) == 3
+  train._check_nonfinite(state, 4)  # pylint: disable=protected-access
+
+
+def test_step_schedule_counts_updates():
+  schedule = optim.make_schedule(1.0, 40, 0, "step", (25 / 40, 35 / 40), 0.1)
+  assert [float(schedule(s)) for s in (0, 24, 25, 34, 35, 39)] == pytest.approx(
+      [1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
