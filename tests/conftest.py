@@ -6,6 +6,13 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+try:
+  # PyTorch's triton (pulled in by transformers) crashes when its library loads after
+  # TensorFlow's (clu's metric writers); loaded first, both work.
+  import triton  # noqa: E402,F401  # pylint: disable=unused-import
+except ImportError:
+  pass
+
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
