@@ -13,6 +13,7 @@ import jax
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from etils import epath
+from flax import nnx
 
 from pixelbert_jax import checkpointing, optim, sharding, train_state, train_step
 from pixelbert_jax.tasks import registry
@@ -153,7 +154,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                  setup.loss_weights, tx, schedules, config.micro_batches),
       in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
       donate_argnums=0)
-  parameter_overview.log_parameter_overview(state.params.to_pure_dict(), include_stats=False)
+  parameter_overview.log_parameter_overview(nnx.to_pure_dict(state.params),
+                                           include_stats=False)
   return _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators,
                checkpointer, writer, steps)
 
