@@ -12,6 +12,9 @@ def model(preset: str = "R50") -> ConfigDict:
   return ConfigDict(dict(
       preset=preset, dtype="bfloat16", dropout=0.1, pixel_pool=True, pixel_layer_norm=True,
       pixel_pos_emb=False, max_grid=(32, 32), train_bn_stats=False, remat=False,
+      # The backbone's input statistics (torchvision's ImageNet ones); the model
+      # normalises the pipeline's uint8 images with them on the device.
+      image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
       vocab_size=30522))
 
 
@@ -21,7 +24,6 @@ def data(kind: str) -> ConfigDict:
       kind=kind, root="", tokenizer="", max_text_len=40,
       image_short_side=800, image_long_side=1333,
       aspect_ratios=(9 / 16, 3 / 4, 1.0, 4 / 3, 16 / 9), bucket_multiple=64,
-      image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
       mlm_probability=0.15, num_workers=8, max_skip_fraction=0.01,
       synthetic_num_images=3000, synthetic_seed=0))
 

@@ -18,7 +18,8 @@ Config fields (an `ml_collections.ConfigDict` or any mapping): `global_batch_siz
 `image_short_side`, `image_long_side`, `aspect_ratios`, `bucket_multiple` (64),
 `max_text_len`, `mlm_probability` (0.15), `num_workers` (0), `read_threads` (2),
 `prefetch_batches` (2), `max_skip_fraction` (0.01), `skip_min_seen` (100),
-`num_epochs` (None = forever), `image_mean`, `image_std`.
+`num_epochs` (None = forever). Images leave the pipeline as uint8; the model
+normalises them (`model.image_mean`, `model.image_std`).
 
 Batches are dicts of numpy arrays holding this process's G / process_count examples;
 see `pretrain_pipeline`, `vqa_pipeline` and `nlvr2_pipeline` for the keys.
@@ -48,8 +49,7 @@ _DEFAULTS = {
     "aspect_ratios": images_lib.DEFAULT_ASPECT_RATIOS, "bucket_multiple": 64,
     "mlm_probability": 0.15, "num_workers": 0, "read_threads": 2,
     "prefetch_batches": 2, "max_skip_fraction": 0.01, "skip_min_seen": 100,
-    "num_epochs": None, "image_mean": images_lib.IMAGENET_MEAN,
-    "image_std": images_lib.IMAGENET_STD,
+    "num_epochs": None,
 }
 
 
@@ -237,9 +237,8 @@ def _num_batches(plan: batch_plan.BatchPlan, cfg: Any, training: bool) -> int:
 
 
 def _image_transform(cfg: Any) -> preprocess.ImageTransform:
-  return preprocess.ImageTransform(
-      _field(cfg, "image_short_side"), _field(cfg, "image_long_side"),
-      tuple(_field(cfg, "image_mean")), tuple(_field(cfg, "image_std")))
+  return preprocess.ImageTransform(_field(cfg, "image_short_side"),
+                                   _field(cfg, "image_long_side"))
 
 
 def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
@@ -249,7 +248,7 @@ def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokeniz
   """MLM/ITM batches from `records.ImageText` (COCO, VG, ... mixed) or a packed source.
 
   Keys (B = G / process_count, T = max_text_len, (H, W) = the batch's bucket):
-    images float32 (B, H, W, 3); image_sizes int32 (B, 2) true (h, w);
+    images uint8 (B, H, W, 3), zero-padded; image_sizes int32 (B, 2) true (h, w);
     token_ids int32 (B, T) `[CLS] text [SEP]`; text_mask bool (B, T);
     mlm_ids int32 (B, T); mlm_labels int32 (B, T); mlm_weights float32 (B, T);
     image_ids int32 (B,) stable per image file (for ITM); example_index int32 (B,)
@@ -285,7 +284,7 @@ def nlvr2_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
                    ) -> SkipBoundIterator:
   """NLVR2 batches from `records.Nlvr2Example`s; both images share one bucket.
 
-  Keys: images float32 (B, 2, H, W, 3); image_sizes int32 (B, 2, 2);
+  Keys: images uint8 (B, 2, H, W, 3); image_sizes int32 (B, 2, 2);
     token_ids int32 (B, T); text_mask bool (B, T); label int32 (B,) (1 true,
     0 false, -1 hidden); example_index int32 (B,); valid bool (B,);
     num_skipped int32 ().
@@ -294,3 +293,58 @@ def nlvr2_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
                               _field(cfg, "max_text_len"))
   return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
                        process_count=process_count, training=training, name="nlvr2")
+
+
+def retrieval_train_pipeline(examples: Sequence | Any,
+                             tokenizer: tokenizer_lib.Tokenizer, cfg: Any, *, seed: int,
+                             num_negatives: int = 20, process_index: int = 0,
+                             process_count: int = 1) -> SkipBoundIterator:
+  """Ranking batches from `records.ImageText` captions (the paper's retrieval recipe).
+
+  Each example is an image with its caption and `num_negatives` captions of other
+  images drawn from all of `examples`. Keys: images, image_sizes (as in
+  `pretrain_pipeline`); token_ids int32 (B, 1 + N, T) and text_mask bool (B, 1 + N, T),
+  the positive first; image_ids int32 (B,); example_index; valid; num_skipped.
+  """
+  source = as_source(examples)
+  pool = tuple((record.text, int(preprocess.image_id_number(record.image_path)))
+               for record in (source.record(i) for i in range(len(source))))
+  if len({owner for _, owner in pool}) < 2:
+    raise ValueError("retrieval training needs captions of at least two images")
+  task = preprocess.RetrievalTrainTask(
+      _image_transform(cfg), tokenizer, _field(cfg, "max_text_len"),
+      caption_pool=pool, num_negatives=num_negatives)
+  return make_pipeline(task, source, cfg, seed=seed, process_index=process_index,
+                       process_count=process_count, training=True, name="retrieval")
+
+
+def image_pipeline(items: Sequence | Any, cfg: Any, *, process_index: int = 0,
+                   process_count: int = 1) -> SkipBoundIterator:
+  """One pass over images (e.g. `records.RetrievalItem`s) for feature extraction.
+
+  Evaluation batches: every image exactly once, padding slots masked. Keys: images,
+  image_sizes, image_ids, example_index (the item's index), valid, num_skipped.
+  """
+  task = preprocess.ImageOnlyTask(_image_transform(cfg), None, 0)
+  return make_pipeline(task, items, cfg, seed=0, process_index=process_index,
+                       process_count=process_count, training=False, name="images")
+
+
+def tokenize_retrieval_texts(items: Sequence, tokenizer: tokenizer_lib.Tokenizer,
+                             max_text_len: int) -> dict[str, np.ndarray]:
+  """Every caption of `records.RetrievalItem`s, in order, with the item it belongs to.
+
+  Returns token_ids int32 (N, T), text_mask bool (N, T) and text_to_image int32 (N,)
+  (an index into `items`): the text side of a retrieval evaluation.
+  """
+  ids, masks, owners = [], [], []
+  for item_index, item in enumerate(items):
+    for text in item.texts:
+      token_ids, mask = tokenizer.encode(text, max_text_len)
+      ids.append(token_ids)
+      masks.append(mask.astype(bool))
+      owners.append(item_index)
+  if not ids:
+    raise ValueError("no captions to tokenize")
+  return {"token_ids": np.stack(ids), "text_mask": np.stack(masks),
+          "text_to_image": np.asarray(owners, np.int32)}

@@ -27,6 +27,8 @@ SKIP_REASON_KEY = "_skip_reason"
 # Per slot, the example's index in the source (-1 = padding); kept in the batch, where
 # the trainer folds it into per-example random keys (e.g. random pixel sampling).
 EXAMPLE_INDEX_KEY = "example_index"
+# Per row, a tuple of unpadded uint8 images; per batch, the padded array.
+IMAGES_KEY = "images"
 
 
 def reason_code(reason: str) -> int:
@@ -44,24 +46,23 @@ def image_id_number(image_path: str) -> np.int32:
 
 @dataclasses.dataclass(frozen=True)
 class ImageTransform:
-  """Resize (short side S, long side ≤ L), shrink to fit the bucket, normalise, pad."""
+  """Resize (short side S, long side ≤ L), shrinking if needed to fit the bucket.
+
+  Images stay uint8 and unpadded here: `assemble_batch` writes them straight into the
+  zeroed batch array (one copy), and the model normalises them on the device
+  (`models.pixel_encoder`), which moves a quarter of the bytes between processes and
+  spends no host time on float arithmetic.
+  """
 
   short_side: int
   long_side_max: int
-  mean: Sequence[float] = images_lib.IMAGENET_MEAN
-  std: Sequence[float] = images_lib.IMAGENET_STD
 
-  def __call__(self, image: np.ndarray, bucket: Bucket
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (h0, w0, 3) → (float32 (H, W, 3) padded, int32 (2,) true size)."""
+  def __call__(self, image: np.ndarray, bucket: Bucket) -> np.ndarray:
+    """uint8 (h0, w0, 3) → uint8 (h, w, 3) with h ≤ H, w ≤ W of the bucket."""
     size = images_lib.resized_size(*image.shape[:2], self.short_side, self.long_side_max)
     # The plan chose the bucket from the header; fit_size is a no-op unless the
     # decoded image disagrees with it (or NLVR2's partner image set the bucket).
-    size = images_lib.fit_size(*size, bucket)
-    resized = images_lib.resize_to(image, size)
-    padded, true_size = images_lib.pad_to_bucket(
-        images_lib.normalize(resized, self.mean, self.std), bucket)
-    return padded, np.asarray(true_size, np.int32)
+    return images_lib.resize_to(image, images_lib.fit_size(*size, bucket))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,22 +72,19 @@ class Task:
   transform: ImageTransform
   tokenizer: tokenizer_lib.Tokenizer
   max_text_len: int
+  images_per_example = 1  # A class constant, not a field.
 
   def text(self, text: str) -> Row:
     ids, mask = self.tokenizer.encode(text, self.max_text_len)
     return {"token_ids": ids, "text_mask": mask.astype(bool)}
 
-  def one_image(self, images: list[np.ndarray], bucket: Bucket) -> Row:
-    pixels, size = self.transform(images[0], bucket)
-    return {"images": pixels, "image_sizes": size}
+  def resized_images(self, images: list[np.ndarray], bucket: Bucket) -> Row:
+    """The example's images, resized but not padded (`assemble_batch` pads them)."""
+    return {IMAGES_KEY: tuple(self.transform(image, bucket) for image in images)}
 
-  def blank_images(self, bucket: Bucket, count: int = 1) -> Row:
-    """Mean-coloured full-bucket images: only used when a slice has no valid row."""
-    images = np.zeros((count, *bucket, 3), np.float32)
-    sizes = np.tile(np.asarray(bucket, np.int32), (count, 1))
-    # One image per example drops the leading axis; NLVR2's pair keeps it.
-    return ({"images": images[0], "image_sizes": sizes[0]} if count == 1
-            else {"images": images, "image_sizes": sizes})
+  def blank_images(self, bucket: Bucket) -> Row:
+    """Black full-bucket images: only used when a slice has no valid row."""
+    return {IMAGES_KEY: (np.zeros((*bucket, 3), np.uint8),) * self.images_per_example}
 
   def silence(self, row: Row) -> Row:
     """A copy of `row` that contributes no loss (the task's weights set to zero)."""
@@ -101,7 +99,7 @@ class PretrainTask(Task):
 
   def example(self, record, images: list[np.ndarray], bucket: Bucket,
               rng: np.random.Generator) -> Row:
-    row = {**self.one_image(images, bucket), **self.text(record.text),
+    row = {**self.resized_images(images, bucket), **self.text(record.text),
            "image_ids": image_id_number(record.image_path)}
     return self._with_mlm(row, rng)
 
@@ -130,7 +128,7 @@ class VqaTask(Task):
   def example(self, record, images: list[np.ndarray], bucket: Bucket,
               rng: np.random.Generator) -> Row:
     del rng  # VQA preprocessing draws nothing at random.
-    return {**self.one_image(images, bucket), **self.text(record.question),
+    return {**self.resized_images(images, bucket), **self.text(record.question),
             "targets": self.answer_vocab.dense_targets(record.answers),
             "question_id": np.int64(record.question_id)}
 
@@ -149,18 +147,72 @@ class VqaTask(Task):
 class Nlvr2Task(Task):
   """NLVR2: two images (one bucket that fits both) and a true/false statement."""
 
+  images_per_example = 2
+
   def example(self, record, images: list[np.ndarray], bucket: Bucket,
               rng: np.random.Generator) -> Row:
     del rng
-    pairs = [self.transform(image, bucket) for image in images]
     label = -1 if record.label is None else int(record.label)
-    return {"images": np.stack([p for p, _ in pairs]),
-            "image_sizes": np.stack([s for _, s in pairs]),
-            **self.text(record.sentence), "label": np.int32(label)}
+    return {**self.resized_images(images, bucket), **self.text(record.sentence),
+            "label": np.int32(label)}
 
   def blank(self, bucket: Bucket) -> Row:
-    return {**self.blank_images(bucket, count=2), **self.text(""),
+    return {**self.blank_images(bucket), **self.text(""),
             "label": np.int32(-1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalTrainTask(Task):
+  """Ranking: each image with its caption and `num_negatives` captions of other images.
+
+  `token_ids` / `text_mask` are (1 + N, T) per example, the positive first; the
+  trainer scores every pair and takes the softmax cross-entropy through the hardest
+  negatives. `caption_pool` holds (text, image id number) of every training caption.
+  """
+
+  caption_pool: tuple[tuple[str, int], ...] = ()
+  num_negatives: int = 20
+
+  def example(self, record, images: list[np.ndarray], bucket: Bucket,
+              rng: np.random.Generator) -> Row:
+    image_id = image_id_number(record.image_path)
+    texts = [record.text, *self._negatives(image_id, rng)]
+    encoded = [self.text(text) for text in texts]
+    return {**self.resized_images(images, bucket),
+            "token_ids": np.stack([e["token_ids"] for e in encoded]),
+            "text_mask": np.stack([e["text_mask"] for e in encoded]),
+            "image_ids": image_id}
+
+  def _negatives(self, image_id: int, rng: np.random.Generator) -> list[str]:
+    """Captions drawn uniformly from the pool, redrawn where they describe this image."""
+    chosen = []
+    while len(chosen) < self.num_negatives:
+      text, owner = self.caption_pool[int(rng.integers(len(self.caption_pool)))]
+      if owner != image_id:
+        chosen.append(text)
+    return chosen
+
+  def blank(self, bucket: Bucket) -> Row:
+    encoded = self.text("")
+    count = 1 + self.num_negatives
+    return {**self.blank_images(bucket),
+            "token_ids": np.tile(encoded["token_ids"], (count, 1)),
+            "text_mask": np.tile(encoded["text_mask"], (count, 1)),
+            "image_ids": np.int32(-1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOnlyTask(Task):
+  """Just the images (retrieval evaluation runs the CNN once per image)."""
+
+  def example(self, record, images: list[np.ndarray], bucket: Bucket,
+              rng: np.random.Generator) -> Row:
+    del rng
+    return {**self.resized_images(images, bucket),
+            "image_ids": image_id_number(record.image_path)}
+
+  def blank(self, bucket: Bucket) -> Row:
+    return {**self.blank_images(bucket), "image_ids": np.int32(-1)}
 
 
 def assemble_batch(task: Task, rows: list[Row | None], bucket: Bucket,
@@ -179,10 +231,34 @@ def assemble_batch(task: Task, rows: list[Row | None], bucket: Bucket,
   filler = next((row for row in rows if row is not None), None)
   filler = task.silence(filler) if filler is not None else task.blank(bucket)
   filled = [row if row is not None else filler for row in rows]
-  batch = {key: np.stack([row[key] for row in filled]) for key in filled[0]}
+  batch = {key: np.stack([row[key] for row in filled])
+           for key in filled[0] if key != IMAGES_KEY}
+  batch[IMAGES_KEY], batch["image_sizes"] = _pad_images(
+      [row[IMAGES_KEY] for row in filled], bucket, task.images_per_example)
   batch["valid"] = valid
   reasons = np.asarray(skip_reasons, np.int32)
   batch["num_skipped"] = np.int32(np.count_nonzero(reasons))
   batch[SKIP_REASON_KEY] = reasons
   batch[EXAMPLE_INDEX_KEY] = np.asarray(example_indices, np.int32)
   return batch
+
+
+def _pad_images(images: list[tuple[np.ndarray, ...]], bucket: Bucket, per_example: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Rows' images → zero-padded uint8 (B, [2,] H, W, 3) and int32 (B, [2,] 2) true sizes.
+
+  Each image is copied once, straight into a zeroed batch array; one image per example
+  drops the pair axis that NLVR2 keeps.
+  """
+  padded = np.zeros((len(images), per_example, *bucket, 3), np.uint8)
+  sizes = np.zeros((len(images), per_example, 2), np.int32)
+  for slot, row_images in enumerate(images):
+    for pair, image in enumerate(row_images):
+      height, width = image.shape[:2]
+      if height > bucket[0] or width > bucket[1]:
+        raise ValueError(f"image {height}x{width} does not fit bucket {bucket}")
+      padded[slot, pair, :height, :width] = image
+      sizes[slot, pair] = height, width
+  if per_example == 1:
+    return padded[:, 0], sizes[:, 0]
+  return padded, sizes

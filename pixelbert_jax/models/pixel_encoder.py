@@ -1,7 +1,9 @@
 """The pixel tower: CNN features -> optional 2x2 max-pool -> projection -> + s_v.
 
-Images arrive padded into a few static bucket shapes; each image's true size becomes a
-validity mask on the feature grid so padding never reaches attention or pixel sampling.
+Images arrive padded into a few static bucket shapes, as uint8 straight from the input
+pipeline (normalised here, on the device) or already normalised floats. Each image's
+true size becomes a validity mask on the feature grid so padding never reaches
+attention or pixel sampling.
 """
 
 import jax
@@ -28,6 +30,23 @@ def valid_grid_mask(image_sizes: jax.Array, grid_hw: tuple[int, int],
   return (rows[:, :, None] & cols[:, None, :]).reshape(image_sizes.shape[0], -1)
 
 
+def normalize_images(images: jax.Array, image_sizes: jax.Array, mean, std,
+                     dtype: jnp.dtype) -> jax.Array:
+  """uint8 (..., H, W, 3) -> (x / 255 - mean) / std in `dtype`, padding set to 0.
+
+  Zero is the mean colour after normalisation, which is what padding was before
+  normalisation moved onto the device; `image_sizes` (..., 2) holds true sizes.
+  """
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+  normalised = images.astype(jnp.float32) * (1.0 / (255.0 * std)) - mean / std
+  height, width = images.shape[-3:-1]
+  rows = jnp.arange(height) < image_sizes[..., 0:1]
+  cols = jnp.arange(width) < image_sizes[..., 1:2]
+  inside = rows[..., :, None] & cols[..., None, :]
+  return jnp.where(inside[..., None], normalised, 0.0).astype(dtype)
+
+
 class PixelEncoder(nnx.Module):
   """Turns padded images into pixel tokens of the Transformer's width, with a mask."""
 
@@ -36,6 +55,8 @@ class PixelEncoder(nnx.Module):
     hidden = config.transformer.hidden
     self.pool = config.pixel_pool
     self.stride = config.pixel_stride
+    self.dtype = dtype
+    self.image_mean, self.image_std = config.image_mean, config.image_std
     self.backbone = ResNet(config.backbone, frozen_bn=not config.train_bn_stats,
                            dtype=dtype, rngs=rngs)
     init_std = config.transformer.init_std
@@ -59,10 +80,13 @@ class PixelEncoder(nnx.Module):
 
   def __call__(self, images: jax.Array,
                image_sizes: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """images: (B, H, W, 3) normalised; image_sizes: (B, 2) true sizes.
+    """images: (B, H, W, 3) uint8 or normalised floats; image_sizes: (B, 2) true sizes.
 
     Returns pixel tokens (B, gh * gw, hidden) and their validity mask (B, gh * gw).
     """
+    if images.dtype == jnp.uint8:
+      images = normalize_images(images, image_sizes, self.image_mean, self.image_std,
+                                self.dtype)
     features = self.backbone(images)
     if self.pool:
       h, w = features.shape[1:3]

@@ -83,6 +83,9 @@ class ModelConfig:
   dropout: float = 0.1
   dtype: str = "float32"  # compute dtype; parameters stay float32
   remat: bool = False  # rematerialise each Transformer layer in the backward pass
+  # Per-channel statistics that uint8 images are normalised with, in [0, 1] units.
+  image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+  image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
   @property
   def pixel_stride(self) -> int:

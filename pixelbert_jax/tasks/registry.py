@@ -29,7 +29,8 @@ def model_config(config, vocab_size: int) -> variants.ModelConfig:
   fields = dict(config.model)
   preset = fields.pop("preset")
   fields.pop("vocab_size", None)
-  fields["max_grid"] = tuple(fields["max_grid"])
+  for name in ("max_grid", "image_mean", "image_std"):
+    fields[name] = tuple(fields[name])
   return variants.model_config(preset, transformer_vocab_size=vocab_size, **fields)
 
 

@@ -23,7 +23,7 @@ CONFIG = {"global_batch_size": 8, "image_short_side": 64, "image_long_side": 112
           "bucket_multiple": 32, "max_text_len": 16, "read_threads": 1}
 
 PRETRAIN_KEYS = {
-    "images": np.float32, "image_sizes": np.int32, "token_ids": np.int32,
+    "images": np.uint8, "image_sizes": np.int32, "token_ids": np.int32,
     "text_mask": np.bool_, "mlm_ids": np.int32, "mlm_labels": np.int32,
     "mlm_weights": np.float32, "image_ids": np.int32, "example_index": np.int32,
     "valid": np.bool_, "num_skipped": np.int32}
@@ -237,3 +237,39 @@ def test_evaluation_slices_of_pure_padding_keep_static_shapes(world, captions, t
           {k: (v.shape, v.dtype) for k, v in part1.items()}
       assert not part1["valid"].any()  # positions 4-7 of at most 3 examples
     assert sum(int(b["valid"].sum()) for b in first) == len(examples)
+
+
+def test_retrieval_training_pairs_each_image_with_its_caption_and_foreign_negatives(
+    captions, tokenizer):
+  iterator = pipeline.retrieval_train_pipeline(captions, tokenizer, CONFIG, seed=0,
+                                               num_negatives=5)
+  captions_of = {}
+  for caption in captions:
+    captions_of.setdefault(caption.image_path, set()).add(
+        tuple(tokenizer.encode(caption.text, 16)[0]))
+  batch = next(iterator)
+  assert batch["token_ids"].shape == batch["text_mask"].shape == (8, 6, 16)
+  assert batch["images"].dtype == np.uint8
+  for index, token_ids in zip(batch["example_index"], batch["token_ids"]):
+    own = captions_of[captions[index].image_path]
+    assert tuple(token_ids[0]) == tuple(tokenizer.encode(captions[index].text, 16)[0])
+    # A negative may repeat a sentence that another image also has, never this one's.
+    assert not any(tuple(negative) in own for negative in token_ids[1:])
+  again = next(pipeline.retrieval_train_pipeline(captions, tokenizer, CONFIG, seed=0,
+                                                 num_negatives=5))
+  np.testing.assert_array_equal(again["token_ids"], batch["token_ids"])
+
+
+def test_image_pipeline_and_texts_cover_every_retrieval_item_once(world, tokenizer):
+  items = list(coco.read_karpathy_retrieval(world["karpathy_coco"], world["coco_root"],
+                                            "test"))
+  assert len(items) % 8 != 0
+  batches = list(pipeline.image_pipeline(items, CONFIG))
+  seen = np.concatenate([b["example_index"][b["valid"]] for b in batches])
+  assert sorted(seen.tolist()) == list(range(len(items)))
+  assert set(batches[0]) == {"images", "image_sizes", "image_ids", "example_index",
+                             "valid", "num_skipped"}
+  texts = pipeline.tokenize_retrieval_texts(items, tokenizer, 16)
+  assert texts["token_ids"].shape == (sum(len(i.texts) for i in items), 16)
+  np.testing.assert_array_equal(
+      np.bincount(texts["text_to_image"]), [len(i.texts) for i in items])

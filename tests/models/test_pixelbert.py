@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.models import heads, variants
-from pixelbert_jax.models.pixel_encoder import grid_size, valid_grid_mask
+from pixelbert_jax.models.pixel_encoder import grid_size, normalize_images, valid_grid_mask
 from pixelbert_jax.models.pixelbert import PixelBert
 from pixelbert_jax.models.resnet import ResNet
 
@@ -51,6 +52,22 @@ def test_valid_grid_mask_rounds_up_like_strided_convs():
   np.testing.assert_array_equal(np.asarray(mask).reshape(2, 3), [[1, 1, 1], [1, 1, 1]])
   mask = valid_grid_mask(jnp.array([[32, 33]]), (2, 3), 32)
   np.testing.assert_array_equal(np.asarray(mask).reshape(2, 3), [[1, 1, 0], [0, 0, 0]])
+
+
+def test_uint8_images_are_normalised_on_device_like_the_host_would(tiny):
+  rng = np.random.default_rng(1)
+  sizes = np.array([[97, 131], [53, 131], [97, 29]])
+  raw = rng.integers(0, 256, size=(3, 97, 131, 3), dtype=np.uint8)
+  # The host path it replaces: normalise each image's true region, pad with zeros.
+  host = np.stack([images_lib.pad_to_bucket(images_lib.normalize(image[:h, :w]),
+                                            (97, 131))[0]
+                   for image, (h, w) in zip(raw, sizes)])
+  device = normalize_images(jnp.asarray(raw), jnp.asarray(sizes),
+                            images_lib.IMAGENET_MEAN, images_lib.IMAGENET_STD, jnp.float32)
+  np.testing.assert_allclose(device, host, atol=1e-5)
+  from_uint8, _ = tiny.encode_pixels(jnp.asarray(raw), jnp.asarray(sizes))
+  from_float, _ = tiny.encode_pixels(jnp.asarray(host), jnp.asarray(sizes))
+  np.testing.assert_allclose(from_uint8, from_float, atol=1e-4)
 
 
 def test_attention_ignores_masked_text_and_pixels(tiny):
