@@ -1,6 +1,6 @@
 """The VQA answer vocabulary and the soft targets trained against it.
 
-The vocabulary holds every (lightly normalised) training answer given at least
+The vocabulary holds every training answer given at least
 `min_count` times, most frequent first; it is saved as JSON next to a
 checkpoint so predictions map back to strings. A question's target scores each
 vocabulary answer given by n of its annotators as min(1, 0.3 n): 0, 0.3, 0.6,
@@ -17,11 +17,17 @@ from etils import epath
 import numpy as np
 
 from pixelbert_jax.data import records
+from pixelbert_jax.evaluators import vqa_metric
 
 
 def normalize_answer(answer: str) -> str:
-  """Light normalisation: lower-case and strip (the evaluator does the rest)."""
-  return answer.strip().lower()
+  """The official evaluation's processing of a predicted answer.
+
+  The vocabulary's entries are what the model predicts, and the official scorer
+  normalises every prediction this way; an entry kept in another form ("t-shirt",
+  "two") would be rewritten at scoring time and miss its own annotators.
+  """
+  return vqa_metric.normalize_answer_official(answer)
 
 
 def soft_score(count: int) -> float:
