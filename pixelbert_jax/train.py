@@ -25,7 +25,13 @@ class NonFiniteError(RuntimeError):
 
 
 class _Preemption:
-  """Remembers a SIGTERM so the loop can save a checkpoint and exit cleanly."""
+  """Remembers a SIGTERM so the loop can save a checkpoint and exit cleanly.
+
+  Only for one process: with several, JAX's distributed runtime owns SIGTERM and
+  agrees on a common step through its coordination service (`reached_preemption`),
+  so that every process joins the same final save; a Python handler would replace
+  that notifier and leave the other processes waiting in the save.
+  """
 
   def __init__(self):
     self.requested = False
@@ -164,7 +170,8 @@ def _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators, ch
           writer, steps) -> dict:
   """Runs the steps from the state's step to `steps`; saves, logs and evaluates."""
   first = int(jax.device_get(state.step))
-  preemption = _Preemption()
+  multi_process = jax.process_count() > 1
+  preemption = None if multi_process else _Preemption()
   hooks = [periodic_actions.ReportProgress(num_train_steps=steps, writer=writer)]
   if jax.process_index() == 0 and config.profile_steps:
     hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
@@ -181,8 +188,8 @@ def _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators, ch
     if step % config.log_every_steps == 0 or step == steps:
       writer.write_scalars(step, jax.device_get(measurements))
       _check_nonfinite(state, config.max_consecutive_nonfinite)
-    stop = preemption.requested or (jax.process_count() > 1
-                                    and checkpointer.reached_preemption(step))
+    stop = (checkpointer.reached_preemption(step) if multi_process
+            else preemption.requested)
     checkpointer.save(step, state, train_iter, force=stop or step == steps)
     if stop:
       break

@@ -1,8 +1,10 @@
 """Two real JAX processes (localhost coordinator, gloo) match one process, same global batch."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import portpicker
@@ -56,3 +58,28 @@ def test_two_processes_match_one(small_world, tmp_path):
   for (path, a), (_, b) in zip(flat_arrays(restore_state(tmp_path / "single", STEPS)),
                                flat_arrays(restore_state(tmp_path / "multi", STEPS))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=STEPS * 5e-4, err_msg=path)
+
+
+def test_sigterm_to_one_process_stops_both_at_one_saved_step(small_world, tmp_path):
+  # A long run, so that the signal arrives mid-training.
+  port = portpicker.pick_unused_port()
+  workdir = tmp_path / "preempted"
+  workers = [subprocess.Popen(
+      _command(small_world, workdir,
+               [f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                f"--process_id={i}", "--config.num_train_steps=500",
+                "--config.checkpoint_every_steps=1000"]),
+      cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+  digests = workdir / "batch_digests.1.jsonl"
+  deadline = time.time() + 300
+  while not (digests.exists() and len(_lines(digests)) >= 2):
+    assert all(w.poll() is None for w in workers) and time.time() < deadline
+    time.sleep(0.05)
+  workers[1].send_signal(signal.SIGTERM)  # The coordination service tells process 0.
+  outputs = [w.communicate(timeout=300)[0] for w in workers]
+  for worker, output in zip(workers, outputs):
+    assert worker.returncode == 0, output[-3000:]
+  saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+  assert len(saved) == 1 and 2 <= saved[0] < 500
+  assert len(_lines(workdir / "batch_digests.0.jsonl")) == saved[0]
