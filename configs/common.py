@@ -24,7 +24,7 @@ def data(kind: str) -> ConfigDict:
       kind=kind, root="", tokenizer="", max_text_len=40,
       image_short_side=800, image_long_side=1333,
       aspect_ratios=(9 / 16, 3 / 4, 1.0, 4 / 3, 16 / 9), bucket_multiple=64,
-      mlm_probability=0.15, num_workers=8, max_skip_fraction=0.01,
+      mlm_probability=0.15, mlm_focus_words=(), mlm_focus_share=0.0, num_workers=8, max_skip_fraction=0.01,
       synthetic_num_images=3000, synthetic_seed=0))
 
 

@@ -19,7 +19,8 @@ import numpy as np
 def mask_tokens(ids: np.ndarray, rng: np.random.Generator, *, mask_id: int,
                 vocab_size: int, special_ids: Iterable[int], mask_rate: float = 0.15,
                 mask_token_share: float = 0.8, random_token_share: float = 0.1,
-                max_predictions: int | None = None
+                max_predictions: int | None = None, focus_ids: Iterable[int] = (),
+                focus_share: float = 0.0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Masks a (L,) or (B, L) array of token ids, row by row.
 
@@ -36,6 +37,9 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, *, mask_id: int,
     random_token_share: share of chosen tokens replaced by a random token; the rest
       stay unchanged.
     max_predictions: if set, at most this many tokens are chosen per row.
+    focus_ids: token ids to prefer (off by default: BERT's uniform choice).
+    focus_share: share of the chosen positions drawn first from tokens holding
+      `focus_ids` (as many as there are); the rest are drawn uniformly as usual.
 
   Returns:
     masked_ids: ids after replacement, same shape and dtype as `ids`.
@@ -48,12 +52,14 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, *, mask_id: int,
                         special_ids=special_ids, mask_rate=mask_rate,
                         mask_token_share=mask_token_share,
                         random_token_share=random_token_share,
-                        max_predictions=max_predictions) for row in ids]
+                        max_predictions=max_predictions, focus_ids=focus_ids,
+                        focus_share=focus_share) for row in ids]
     return tuple(np.stack(parts) for parts in zip(*rows))
   if ids.ndim != 1:
     raise ValueError(f"expected (L,) or (B, L) ids, got shape {ids.shape}")
   special = np.asarray(sorted(set(special_ids)), dtype=np.int64)
-  chosen = _choose_positions(ids, rng, special, mask_rate, max_predictions)
+  chosen = _choose_positions(ids, rng, special, mask_rate, max_predictions,
+                             np.asarray(sorted(set(focus_ids)), np.int64), focus_share)
   masked_ids = ids.copy()
   action = rng.random(len(chosen))
   to_mask = chosen[action < mask_token_share]
@@ -69,15 +75,24 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, *, mask_id: int,
 
 
 def _choose_positions(ids: np.ndarray, rng: np.random.Generator, special: np.ndarray,
-                      mask_rate: float, max_predictions: int | None) -> np.ndarray:
-  """Sorted positions of round(mask_rate × #real) real tokens (≥ 1 if any is real)."""
+                      mask_rate: float, max_predictions: int | None,
+                      focus: np.ndarray, focus_share: float) -> np.ndarray:
+  """Sorted positions of round(mask_rate × #real) real tokens (≥ 1 if any is real),
+  round(focus_share × that) of them drawn first from positions holding `focus` ids."""
   real_positions = np.flatnonzero(~np.isin(ids, special))
   if real_positions.size == 0:
     return real_positions
   count = max(1, round(real_positions.size * mask_rate))
   if max_predictions is not None:
     count = min(count, max_predictions)
-  return np.sort(rng.choice(real_positions, size=count, replace=False))
+  focus_positions = real_positions[np.isin(ids[real_positions], focus)]
+  num_focus = min(focus_positions.size, round(count * focus_share))
+  if num_focus == 0:  # BERT's uniform choice, drawing exactly as it always has
+    return np.sort(rng.choice(real_positions, size=count, replace=False))
+  first = rng.choice(focus_positions, size=num_focus, replace=False)
+  rest = np.setdiff1d(real_positions, first)
+  return np.sort(np.concatenate(
+      [first, rng.choice(rest, size=count - num_focus, replace=False)]))
 
 
 def _random_regular_ids(rng: np.random.Generator, count: int, vocab_size: int,
@@ -101,6 +116,8 @@ class MlmMasker:
   special_ids: frozenset[int]
   mask_rate: float = 0.15
   max_predictions: int | None = None
+  focus_ids: frozenset[int] = frozenset()
+  focus_share: float = 0.0
 
   @classmethod
   def from_tokenizer(cls, tokenizer, **kwargs) -> "MlmMasker":
@@ -112,4 +129,5 @@ class MlmMasker:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mask_tokens(ids, rng, mask_id=self.mask_id, vocab_size=self.vocab_size,
                        special_ids=self.special_ids, mask_rate=self.mask_rate,
-                       max_predictions=self.max_predictions)
+                       max_predictions=self.max_predictions, focus_ids=self.focus_ids,
+                       focus_share=self.focus_share)

@@ -16,7 +16,8 @@ state gives exactly the batches an uninterrupted iterator would have given.
 
 Config fields (an `ml_collections.ConfigDict` or any mapping): `global_batch_size`,
 `image_short_side`, `image_long_side`, `aspect_ratios`, `bucket_multiple` (64),
-`max_text_len`, `mlm_probability` (0.15), `num_workers` (0), `read_threads` (2),
+`max_text_len`, `mlm_probability` (0.15), `mlm_focus_words` (()), `mlm_focus_share`
+(0: see `masking.mask_tokens`), `num_workers` (0), `read_threads` (2),
 `prefetch_batches` (2), `max_skip_fraction` (0.01), `skip_min_seen` (100),
 `num_epochs` (None = forever). Images leave the pipeline as uint8; the model
 normalises them (`model.image_mean`, `model.image_std`).
@@ -49,7 +50,7 @@ _DEFAULTS = {
     "aspect_ratios": images_lib.DEFAULT_ASPECT_RATIOS, "bucket_multiple": 64,
     "mlm_probability": 0.15, "num_workers": 0, "read_threads": 2,
     "prefetch_batches": 2, "max_skip_fraction": 0.01, "skip_min_seen": 100,
-    "num_epochs": None,
+    "num_epochs": None, "mlm_focus_words": (), "mlm_focus_share": 0.0,
 }
 
 
@@ -241,6 +242,18 @@ def _image_transform(cfg: Any) -> preprocess.ImageTransform:
                                    _field(cfg, "image_long_side"))
 
 
+def _single_token_ids(tokenizer: tokenizer_lib.Tokenizer, words: Sequence[str]
+                      ) -> list[int]:
+  """The id of each word; a word the vocabulary splits into pieces is an error."""
+  ids = []
+  for word in words:
+    pieces = tokenizer.text_to_ids(word)
+    if len(pieces) != 1:
+      raise ValueError(f"mlm_focus_words: {word!r} is {len(pieces)} tokens, not one")
+    ids.extend(pieces)
+  return ids
+
+
 def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
                       cfg: Any, *, seed: int, process_index: int = 0,
                       process_count: int = 1, training: bool = True
@@ -255,7 +268,9 @@ def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokeniz
     index in the source, -1 for padding; valid bool (B,); num_skipped int32 ().
   """
   masker = masking.MlmMasker.from_tokenizer(
-      tokenizer, mask_rate=_field(cfg, "mlm_probability"))
+      tokenizer, mask_rate=_field(cfg, "mlm_probability"),
+      focus_ids=frozenset(_single_token_ids(tokenizer, _field(cfg, "mlm_focus_words"))),
+      focus_share=_field(cfg, "mlm_focus_share"))
   task = preprocess.PretrainTask(_image_transform(cfg), tokenizer,
                                  _field(cfg, "max_text_len"), masker=masker)
   return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,

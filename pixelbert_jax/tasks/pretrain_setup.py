@@ -22,7 +22,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
   pipe_cfg = dict(data_cfg, global_batch_size=config.global_batch_size, num_epochs=None)
   train_iter = pipeline.pretrain_pipeline(train, tokenizer, pipe_cfg, seed=config.seed,
                                           **registry.process_shard())
-  eval_cfg = dict(pipe_cfg, num_workers=0)
+  eval_cfg = dict(pipe_cfg, num_workers=0, mlm_focus_share=0.0)  # plain BERT masking
   make_eval_iter = lambda: pipeline.pretrain_pipeline(
       held_out, tokenizer, eval_cfg, seed=config.seed + 1, training=False,
       **registry.process_shard())

@@ -130,3 +130,19 @@ def test_masker_from_tokenizer_matches_the_function(tmp_path):
 def test_rejects_three_dimensional_ids():
   with pytest.raises(ValueError):
     _mask(np.zeros((2, 2, 2), np.int32), np.random.default_rng(0))
+
+
+def test_focus_words_fill_their_share_of_the_masked_positions_first():
+  ids = np.arange(10, 30)  # 20 real tokens: 3 chosen at 15 %
+  focus = {12, 17}
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    _, labels, weights = masking.mask_tokens(
+        ids, rng, mask_id=1, vocab_size=40, special_ids={0, 1, 2, 3}, focus_ids=focus,
+        focus_share=0.67)
+    chosen = set(ids[weights > 0].tolist())
+    assert len(chosen) == 3 and focus <= chosen  # round(0.67 x 3) = 2 focus words
+  _, _, weights = masking.mask_tokens(ids, rng, mask_id=1, vocab_size=40,
+                                      special_ids={0, 1, 2, 3}, focus_ids={12},
+                                      focus_share=1.0)
+  assert 12 in ids[weights > 0] and weights.sum() == 3  # fewer focus words than slots
