@@ -447,7 +447,7 @@ def _fmt_row(r: dict, jax_ms: dict) -> str:
 def table(rows: list[dict]) -> str:
   jax_ms = {(r["setting"], r["variant"]): 1000 * r["step_s"] for r in rows
             if r["framework"] == "jax" and "error" not in r}
-  lines = ["| setting | framework | pixels | batch | bucket | pixel tokens | "
+  lines = ["| setting | framework | variant | batch | bucket | pixel tokens | "
            "step ms (median, ±half-range) | examples/s | TFLOP/s | peak TFLOP/s | MFU | "
            "peak memory | first step s (+ set-up s) | JAX speed-up |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -53,14 +53,18 @@ class AnswerVocab:
   def sparse_targets(self, answers: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
     """(indices int32, scores float32) of the vocabulary answers among `answers`.
 
-    Answers outside the vocabulary score nothing; an empty pair means no
-    annotator answer is in the vocabulary (the target is all zeros).
+    Each candidate scores what the official evaluation would give it as the
+    prediction (with ten annotators: min(1, 0.3 n) for n who agree), so training
+    targets and the benchmark's scoring treat answer spellings alike. Answers outside
+    the vocabulary score nothing; an empty pair means the target is all zeros.
     """
-    counts = collections.Counter(normalize_answer(a) for a in answers)
-    known = sorted((self.index[a], soft_score(n)) for a, n in counts.items()
-                   if a in self.index)
-    indices = np.array([i for i, _ in known], np.int32)
-    return indices, np.array([s for _, s in known], np.float32)
+    answers = list(answers)
+    candidates = {normalize_answer(a) for a in answers} & self.index.keys()
+    scored = sorted((self.index[c], vqa_metric.question_accuracy(c, answers))
+                    for c in candidates)
+    scored = [(i, s) for i, s in scored if s > 0]
+    indices = np.array([i for i, _ in scored], np.int32)
+    return indices, np.array([s for _, s in scored], np.float32)
 
   def dense_targets(self, answers: Iterable[str]) -> np.ndarray:
     """A float32 vector of length len(self) holding the soft scores."""

@@ -77,8 +77,11 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, *, mask_id: int,
 def _choose_positions(ids: np.ndarray, rng: np.random.Generator, special: np.ndarray,
                       mask_rate: float, max_predictions: int | None,
                       focus: np.ndarray, focus_share: float) -> np.ndarray:
-  """Sorted positions of round(mask_rate × #real) real tokens (≥ 1 if any is real),
-  round(focus_share × that) of them drawn first from positions holding `focus` ids."""
+  """Sorted positions of round(mask_rate × #real) real tokens (≥ 1 if any is real).
+
+  focus_share × that many (rounded at random) are drawn first from the positions
+  holding `focus` ids.
+  """
   real_positions = np.flatnonzero(~np.isin(ids, special))
   if real_positions.size == 0:
     return real_positions
@@ -86,9 +89,13 @@ def _choose_positions(ids: np.ndarray, rng: np.random.Generator, special: np.nda
   if max_predictions is not None:
     count = min(count, max_predictions)
   focus_positions = real_positions[np.isin(ids[real_positions], focus)]
-  num_focus = min(focus_positions.size, round(count * focus_share))
-  if num_focus == 0:  # BERT's uniform choice, drawing exactly as it always has
+  if focus_positions.size == 0 or focus_share <= 0:
+    # BERT's uniform choice, drawing exactly as it always has.
     return np.sort(rng.choice(real_positions, size=count, replace=False))
+  # Rounded at random, so that short captions (one masked token) get the share too.
+  expected = count * focus_share
+  num_focus = min(focus_positions.size,
+                  int(expected) + int(rng.random() < expected - int(expected)))
   first = rng.choice(focus_positions, size=num_focus, replace=False)
   rest = np.setdiff1d(real_positions, first)
   return np.sort(np.concatenate(

@@ -244,12 +244,14 @@ def _image_transform(cfg: Any) -> preprocess.ImageTransform:
 
 def _single_token_ids(tokenizer: tokenizer_lib.Tokenizer, words: Sequence[str]
                       ) -> list[int]:
-  """The id of each word; a word the vocabulary splits into pieces is an error."""
+  """The id of each word; a word that is not one regular vocabulary token is an error."""
+  if isinstance(words, str):
+    raise ValueError(f"mlm_focus_words must be a list of words, not the string {words!r}")
   ids = []
   for word in words:
     pieces = tokenizer.text_to_ids(word)
-    if len(pieces) != 1:
-      raise ValueError(f"mlm_focus_words: {word!r} is {len(pieces)} tokens, not one")
+    if len(pieces) != 1 or pieces[0] in tokenizer.special_ids:
+      raise ValueError(f"mlm_focus_words: {word!r} is not one token of the vocabulary")
     ids.extend(pieces)
   return ids
 

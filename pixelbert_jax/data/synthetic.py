@@ -50,6 +50,9 @@ RELATIONS = ("left of", "right of", "above", "below")
 MAX_OBJECTS = 4
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven",
                 "eight", "nine", "ten")
+# The words a caption states about the pixels (colours, shapes, object counts): text
+# alone cannot tell them, which is what the grounding probe and the demo rely on.
+VISUAL_WORDS = tuple(COLOURS) + SHAPES + NUMBER_WORDS[1:MAX_OBJECTS + 1]
 
 # How annotators get an answer nearly right: neighbouring colours and shapes.
 COLOUR_CONFUSIONS = {

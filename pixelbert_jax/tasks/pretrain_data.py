@@ -16,8 +16,7 @@ from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.data.readers import coco, visual_genome
 
 # Words whose masked prediction needs the image: the probe of grounding.
-SYNTHETIC_VISUAL_WORDS = (tuple(synthetic.COLOURS) + synthetic.SHAPES
-                          + synthetic.NUMBER_WORDS[1:synthetic.MAX_OBJECTS + 1])
+SYNTHETIC_VISUAL_WORDS = synthetic.VISUAL_WORDS
 WORLD_MARKER = "world.done"
 
 

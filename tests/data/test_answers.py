@@ -32,7 +32,7 @@ def test_soft_score_is_min_one_and_point_three_n(count, score):
 
 def test_dense_and_sparse_targets_agree():
   vocab = answers_lib.AnswerVocab(["red", "pink", "purple", "blue", "green"])
-  given = ["red"] * 4 + ["pink"] * 3 + ["purple"] * 2 + ["blue"] + ["cyan"]
+  given = ["red"] * 4 + ["pink"] * 3 + ["purple"] * 2 + ["blue"]  # ten, as in VQA v2
   dense = vocab.dense_targets(given)
   np.testing.assert_allclose(dense, [1.0, 0.9, 0.6, 0.3, 0.0])
   assert dense.dtype == np.float32
@@ -42,6 +42,11 @@ def test_dense_and_sparse_targets_agree():
   empty_indices, _ = vocab.sparse_targets(["cyan"] * 10)
   assert empty_indices.shape == (0,)
   assert not vocab.dense_targets(["cyan"] * 10).any()
+  # Scored as the official evaluation scores a prediction: "two" is credited to a "2"
+  # entry only where the annotators' answers differ (they are then normalised).
+  numbers = answers_lib.AnswerVocab(["2"])
+  assert numbers.dense_targets(["two"] * 10)[0] == 0.0
+  np.testing.assert_allclose(numbers.dense_targets(["2"] * 3 + ["3"] * 7), [0.9])
 
 
 def test_save_and_load_round_trip(tmp_path):

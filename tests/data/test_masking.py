@@ -146,3 +146,9 @@ def test_focus_words_fill_their_share_of_the_masked_positions_first():
                                       special_ids={0, 1, 2, 3}, focus_ids={12},
                                       focus_share=1.0)
   assert 12 in ids[weights > 0] and weights.sum() == 3  # fewer focus words than slots
+  # One masked token (a short caption): the share is met on average, not rounded away.
+  short = np.arange(10, 16)
+  hits = [12 in short[masking.mask_tokens(
+      short, rng, mask_id=1, vocab_size=40, special_ids={0, 1, 2, 3}, focus_ids={12},
+      focus_share=0.5)[2] > 0] for _ in range(400)]
+  assert 0.45 < np.mean(hits) < 0.65  # 0.5 + 0.5 x 1/6 by chance
