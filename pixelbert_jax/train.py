@@ -33,9 +33,20 @@ class _Preemption:
   that notifier and leave the other processes waiting in the save.
   """
 
-  def __init__(self):
+  def __init__(self, enabled: bool):
+    self.enabled = enabled
     self.requested = False
-    signal.signal(signal.SIGTERM, self._handle)
+    self._previous = None
+
+  def __enter__(self) -> "_Preemption":
+    if self.enabled:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    # Gives SIGTERM back to whoever had it (a notebook, a test runner).
+    if self.enabled:
+      signal.signal(signal.SIGTERM, self._previous)
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -170,31 +181,31 @@ def _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators, ch
           writer, steps) -> dict:
   """Runs the steps from the state's step to `steps`; saves, logs and evaluates."""
   first = int(jax.device_get(state.step))
-  multi_process = jax.process_count() > 1
-  preemption = None if multi_process else _Preemption()
+  preemption = _Preemption(enabled=jax.process_count() == 1)
   hooks = [periodic_actions.ReportProgress(num_train_steps=steps, writer=writer)]
   if jax.process_index() == 0 and config.profile_steps:
     hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
                                           logdir=str(workdir)))
-  results = {}
-  for step in range(first + 1, steps + 1):
-    batch = next(train_iter)
-    if config.get("debug_batch_digests"):
-      _record_batch(workdir, step, batch)
-    with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      state, measurements = step_fn(state, to_global(batch))
-    for hook in hooks:
-      hook(step)
-    if step % config.log_every_steps == 0 or step == steps:
-      writer.write_scalars(step, jax.device_get(measurements))
-      _check_nonfinite(state, config.max_consecutive_nonfinite)
-    stop = (checkpointer.reached_preemption(step) if multi_process
-            else preemption.requested)
-    checkpointer.save(step, state, train_iter, force=stop or step == steps)
-    if stop:
-      break
-    if step % config.eval_every_steps == 0 or step == steps:
-      results = _evaluate(evaluators, state, writer, step)
+  with preemption:
+    results = {}
+    for step in range(first + 1, steps + 1):
+      batch = next(train_iter)
+      if config.get("debug_batch_digests"):
+        _record_batch(workdir, step, batch)
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, measurements = step_fn(state, to_global(batch))
+      for hook in hooks:
+        hook(step)
+      if step % config.log_every_steps == 0 or step == steps:
+        writer.write_scalars(step, jax.device_get(measurements))
+        _check_nonfinite(state, config.max_consecutive_nonfinite)
+      stop = (preemption.requested if preemption.enabled
+              else checkpointer.reached_preemption(step))
+      checkpointer.save(step, state, train_iter, force=stop or step == steps)
+      if stop:
+        break
+      if step % config.eval_every_steps == 0 or step == steps:
+        results = _evaluate(evaluators, state, writer, step)
   checkpointer.wait()
   writer.flush()
   if jax.process_index() == 0 and results:
