@@ -43,4 +43,7 @@ def make_setup(config, workdir: str) -> Setup:
   if config.task == "pretrain":
     from pixelbert_jax.tasks import pretrain_setup  # pylint: disable=g-import-not-at-top
     return pretrain_setup.make_setup(config, workdir)
+  if config.task == "vqa":
+    from pixelbert_jax.tasks import vqa_setup  # pylint: disable=g-import-not-at-top
+    return vqa_setup.make_setup(config, workdir)
   raise ValueError(f"Unknown task {config.task!r}")

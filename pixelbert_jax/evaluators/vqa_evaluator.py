@@ -1,0 +1,127 @@
+"""VQA evaluation over a whole split: answers, official accuracy, EvalAI submission file.
+
+Every question of the split is answered exactly once: the evaluation pipeline pads its
+last batches (`valid` False) instead of dropping examples, the per-example outputs are
+gathered onto every process (`gather`), and each question is found again by its
+position in the split's list of examples, which every process holds. A question whose
+image could not be loaded gets the most frequent answer and is counted as unanswered,
+so the submission still covers the split.
+
+With annotations the predictions are scored with the official VQA accuracy (overall
+and per answer type, in percent); without them (test-dev, test-std) only the file is
+written: `WORKDIR/vqa_predictions_step{N}.json`, `[{"question_id": int, "answer": str}]`.
+"""
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from etils import epath
+
+from pixelbert_jax.data import answers as answers_lib
+from pixelbert_jax.data import records
+from pixelbert_jax.evaluators import gather, vqa_metric
+from pixelbert_jax.tasks import vqa
+
+# The pipeline's position of each example in the split; the eval step overwrites
+# `example_index` with positions in the batch, so it travels under this name.
+SOURCE_INDEX_KEY = "source_index"
+
+
+def make_eval_fns():
+  """(eval_fn, counts_fn) for `train_step.make_eval_step`: per-example outputs."""
+
+  def eval_fn(model, batch, key):
+    del key  # Evaluation draws nothing at random.
+    answer_logits = vqa.logits(model, batch)
+    answer, _ = vqa.predict(answer_logits)
+    return {"answer_index": answer,
+            "loss": vqa.example_losses(answer_logits, batch["targets"]),
+            SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
+
+  def counts_fn(batch):
+    return {"examples": jnp.sum(batch["valid"].astype(jnp.int32))}
+
+  return eval_fn, counts_fn
+
+
+def official_structures(examples: Sequence[records.VqaExample]) -> tuple[dict, dict]:
+  """The loaded questions and annotations files, rebuilt from the examples read."""
+  questions = [{"question_id": e.question_id, "image_id": e.image_id} for e in examples]
+  annotations = [{"question_id": e.question_id, "image_id": e.image_id,
+                  "answer_type": e.answer_type, "question_type": e.question_type,
+                  "answers": [{"answer": a} for a in e.answers]} for e in examples]
+  return {"questions": questions}, {"annotations": annotations}
+
+
+def metric_name(answer_type: str) -> str:
+  """"yes/no" -> "accuracy_yes_no": a name that metric writers take as one tag."""
+  return "accuracy_" + re.sub(r"[^0-9a-zA-Z]+", "_", answer_type).strip("_")
+
+
+class VqaEvaluator:
+  """Answers every question of a split, writes the submission file, scores it."""
+
+  def __init__(self, make_iterator: Callable[[], Iterator], eval_step, to_global,
+               examples: Sequence[records.VqaExample], vocab: answers_lib.AnswerVocab,
+               workdir: str):
+    self.make_iterator = make_iterator
+    self.eval_step = eval_step
+    self.to_global = to_global
+    self.examples = list(examples)
+    self.vocab = vocab
+    self.workdir = epath.Path(workdir)
+    self.annotated = bool(self.examples) and all(e.answers for e in self.examples)
+    self.official = official_structures(self.examples) if self.annotated else None
+
+  def predict(self, state) -> dict[int, tuple[int, float]]:
+    """{position in the split: (answer index, per-example loss)} over the whole split."""
+    predicted = {}
+    key = jax.random.key(0)
+    for batch in self.make_iterator():
+      batch = {k: v for k, v in batch.items() if k != "question_id"}  # int64: host only
+      batch[SOURCE_INDEX_KEY] = batch["example_index"]
+      outputs, _ = self.eval_step(state, self.to_global(batch), key)
+      rows = gather.valid_rows(outputs)
+      for index, answer, loss in zip(rows[SOURCE_INDEX_KEY], rows["answer_index"],
+                                     rows["loss"]):
+        if int(index) in predicted:
+          raise RuntimeError(f"example {index} was evaluated twice")
+        predicted[int(index)] = (int(answer), float(loss))
+    return predicted
+
+  def results(self, predicted: dict) -> list[dict]:
+    """The EvalAI results list, in the split's order; unanswered questions get the
+    vocabulary's most frequent answer."""
+    fallback = (0, 0.0)
+    return [{"question_id": int(example.question_id),
+             "answer": self.vocab.answers[predicted.get(i, fallback)[0]]}
+            for i, example in enumerate(self.examples)]
+
+  def write(self, results: list[dict], step: int) -> epath.Path:
+    path = self.workdir / f"vqa_predictions_step{step}.json"
+    if jax.process_index() == 0:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(results))
+    return path
+
+  def run(self, state) -> Iterator[tuple[str, float]]:
+    step = int(jax.device_get(state.step))
+    predicted = self.predict(state)
+    results = self.results(predicted)
+    path = self.write(results, step)
+    logging.info("VQA: answered %d of %d questions; wrote %s", len(predicted),
+                 len(results), path)
+    yield "num_questions", float(len(results))
+    yield "num_unanswered", float(len(results) - len(predicted))
+    if not self.annotated:
+      return
+    yield "loss", float(np.mean([loss for _, loss in predicted.values()] or [0.0]))
+    scores = vqa_metric.score(*self.official, results)
+    yield "accuracy", scores["overall"]
+    for answer_type, accuracy in sorted(scores["perAnswerType"].items()):
+      yield metric_name(answer_type), accuracy

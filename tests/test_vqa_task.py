@@ -1,0 +1,171 @@
+"""VQA v2 fine-tuning from a tiny pre-training run, through the real entry point.
+
+One pre-training step of the demo model writes a checkpoint; `pixelbert_jax.main` then
+fine-tunes `configs/vqa.py:demo` from it on the small synthetic world and evaluates the
+whole val split, and runs again with `--config.mode=eval`. Images are 64 x 64 (one
+bucket, so each step compiles once) and the eval batch of 8 does not divide the 60 val
+questions. The body's learning rates are 0, so that its weights must still equal the
+pre-trained ones exactly; the head trains from its fresh initialisation. A body of
+another shape is refused with the names of what does not fit. Everything shares one
+test so that one pre-training run serves all the checks, even when pytest-xdist
+spreads tests over workers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from etils import epath
+from flax import nnx
+
+from conftest import REPO, flat_arrays, restore_state, scalars, trainer_overrides
+from pixelbert_jax import train
+from pixelbert_jax.evaluators import gather, vqa_evaluator, vqa_metric
+from pixelbert_jax.tasks import init_from, registry
+from pixelbert_jax.weights import init_checkpoint
+
+sys.path.insert(0, REPO)
+from configs import pretrain as pretrain_config  # noqa: E402
+from configs import vqa as vqa_config  # noqa: E402
+
+STEPS = 2
+HEAD_LR = 1e-3
+IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
+
+
+def _override(config, overrides: dict):
+  for name, value in overrides.items():
+    *parents, leaf = name.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def _vqa_overrides(world: str, init: str) -> dict:
+  return {"init_from": init, "data.root": world, "data.synthetic_num_images": 48,
+          **IMAGES, "data.max_text_len": 16, "global_batch_size": 8,
+          "eval_batch_size": 8, "num_train_steps": STEPS, "log_every_steps": 1,
+          "optimizer.warmup_steps": 0, "optimizer.groups.cnn.lr": 0.0,
+          "optimizer.groups.transformer.lr": 0.0, "optimizer.groups.head.lr": HEAD_LR}
+
+
+def _main(workdir, overrides: dict, cache) -> None:
+  command = ([sys.executable, "-m", "pixelbert_jax.main", "--config=configs/vqa.py:demo",
+              f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in overrides.items()])
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_COMPILATION_CACHE_DIR=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+
+def _pretrain(world: str, workdir: str) -> None:
+  config = pretrain_config.get_config("demo")
+  train.train_and_evaluate(_override(config, {**trainer_overrides(world, 1), **IMAGES}),
+                           workdir)
+
+
+def _subtree(state, module: str) -> dict:
+  """{path: array} of one module's parameters and batch statistics in a restored state."""
+  return {f"{field}{path}": value for field in ("params", "batch_stats")
+          for path, value in flat_arrays(state[field].get(module, {}))}
+
+
+def _check_body_and_head(pretrained, finetuned) -> None:
+  """The body equals the pre-trained one (its learning rates are 0); the head is a
+  fresh initialisation moved by a few Adam steps of at most about the learning rate."""
+  body = _subtree(restore_state(finetuned, STEPS), "pixelbert")
+  pretrained_body = _subtree(restore_state(pretrained, 1), "pixelbert")
+  assert body.keys() == pretrained_body.keys()
+  for path, value in pretrained_body.items():
+    np.testing.assert_array_equal(body[path], value, err_msg=path)
+  head = {path.removesuffix("['value']"): value for path, value in
+          flat_arrays(restore_state(finetuned, STEPS)["params"]["vqa_head"])}
+  moved = STEPS * HEAD_LR * 1.01
+  for name in ("['dense_in']['bias']", "['norm']['bias']", "['dense_out']['bias']"):
+    assert np.abs(head[name]).max() <= moved and np.any(head[name]), name  # from 0
+  assert np.abs(head["['norm']['scale']"] - 1).max() <= moved  # from 1
+  for name in ("['dense_in']['kernel']", "['dense_out']['kernel']"):
+    assert 0.017 < np.std(head[name]) < 0.023, name  # from N(0, 0.02**2)
+
+
+def _check_mismatch_is_refused(pretrained, world) -> None:
+  """A body of another shape names what does not fit (checked before any copy, so an
+  abstract model serves)."""
+  config = _override(vqa_config.get_config("demo"), _vqa_overrides(world, ""))
+  config.model.pixel_pos_emb = True  # two more parameters than the checkpoint holds
+  model_fn = registry.make_setup(config, str(pretrained.parent / "mismatch")).model_fn
+  model = nnx.eval_shape(lambda: model_fn(nnx.Rngs(params=0, dropout=1)))
+  with pytest.raises(init_checkpoint.WeightMismatchError,
+                     match=r"'pixelbert from .*checkpoints/1'.*missing \(2\): "
+                           r"pixel_encoder\.col_embedding, pixel_encoder\.row_embedding"):
+    init_from.load(pretrained, {"pixelbert": model.pixelbert})
+
+
+def _check_evaluation(workdir, world) -> dict:
+  """Every val question answered once, in the EvalAI format, scored officially."""
+  results = json.loads((workdir / "final_eval.json").read_text())
+  predictions = json.loads((workdir / f"vqa_predictions_step{STEPS}.json").read_text())
+  vqa_files = epath.Path(world) / "vqa"
+  questions = json.loads(
+      (vqa_files / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())
+  annotations = json.loads((vqa_files / "v2_mscoco_val2014_annotations.json").read_text())
+  question_ids = [q["question_id"] for q in questions["questions"]]
+  assert len(question_ids) % 8 and results["vqa/num_questions"] == len(question_ids)
+  assert results["vqa/num_unanswered"] == 0
+  assert sorted(p["question_id"] for p in predictions) == sorted(question_ids)
+  vocab = json.loads((workdir / "answer_vocab.json").read_text())["answers"]
+  assert all(p.keys() == {"question_id", "answer"} and type(p["question_id"]) is int
+             and p["answer"] in vocab for p in predictions)
+  official = vqa_metric.score(questions, annotations, predictions)
+  assert results["vqa/accuracy"] == pytest.approx(official["overall"])
+  for answer_type, accuracy in official["perAnswerType"].items():
+    assert results[f"vqa/{vqa_evaluator.metric_name(answer_type)}"] == pytest.approx(accuracy)
+  return predictions
+
+
+def test_finetune_from_pretraining_through_the_entry_point(small_world, tmp_path):
+  pretrained, finetuned, cache = tmp_path / "pretrain", tmp_path / "vqa", tmp_path / "cache"
+  _pretrain(small_world, str(pretrained))
+  # A workdir, its checkpoints folder and a step folder all name the same weights.
+  assert (init_from.state_dir(pretrained) == init_from.state_dir(pretrained / "checkpoints")
+          == init_from.state_dir(pretrained / "checkpoints" / "1"))
+  _main(finetuned, _vqa_overrides(small_world, pretrained), cache)
+
+  losses = scalars(finetuned, "vqa_loss")
+  assert len(losses) == STEPS and np.all(np.isfinite(losses))
+  _check_body_and_head(pretrained, finetuned)
+  predictions = _check_evaluation(finetuned, small_world)
+
+  # Evaluation alone, on the fine-tuned workdir's checkpoint: the same answers again.
+  (finetuned / f"vqa_predictions_step{STEPS}.json").unlink()
+  _main(finetuned, {**_vqa_overrides(small_world, pretrained), "mode": "eval"}, cache)
+  again = json.loads((finetuned / f"vqa_predictions_step{STEPS}.json").read_text())
+  assert again == predictions
+  assert len(scalars(finetuned, "vqa/accuracy")) == 2
+
+  _check_mismatch_is_refused(pretrained, small_world)
+
+
+def test_init_from_names_what_it_looked_for(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+    init_from.state_dir(tmp_path)
+
+
+def test_valid_rows_drop_padding():
+  rows = gather.valid_rows({"answer": np.arange(4), "valid": np.array([1, 0, 1, 0], bool)})
+  np.testing.assert_array_equal(rows["answer"], [0, 2])
+  assert vqa_evaluator.metric_name("yes/no") == "accuracy_yes_no"
+
+
+def test_real_data_needs_its_paths(small_world, tmp_path):
+  config = vqa_config.get_config()
+  config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
+  with pytest.raises(ValueError, match="train_questions and train_images are required"):
+    registry.make_setup(config, str(tmp_path))
