@@ -99,6 +99,9 @@ def restore_or_initialize(config, checkpointer, state, data_iterator, setup, par
 def _initialise_weights(config, state, setup, parts):
   """Loads imported weights (`init`) or another run's body (`init_from`) into the state."""
   graphdef, other = parts
+  # Taken before the model exists: loading assigns into variables that the state shares.
+  param_shardings = train_state.shardings_of(state.params)
+  stat_shardings = train_state.shardings_of(state.batch_stats)
   model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
   if config.init:
     components, info = init_checkpoint.load(config.init)
@@ -107,9 +110,8 @@ def _initialise_weights(config, state, setup, parts):
   if config.get("init_from"):
     setup.init_from(model, config.init_from)
   _, params, stats, _ = train_state.split_model(model)
-  return state.replace(
-      params=jax.device_put(params, train_state.shardings_of(state.params)),
-      batch_stats=jax.device_put(stats, train_state.shardings_of(state.batch_stats)))
+  return state.replace(params=jax.device_put(params, param_shardings),
+                       batch_stats=jax.device_put(stats, stat_shardings))
 
 
 def _check_nonfinite(state, limit: int) -> None:
@@ -156,7 +158,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
       workdir / "checkpoints", every_steps=config.checkpoint_every_steps,
       keep=config.keep_checkpoints, async_save=config.async_checkpoints)
   train_iter = setup.train_iterator
-  state = restore_or_initialize(config, checkpointer, state, train_iter, setup,
+  # Evaluation reads no training data, so it restores no iterator (whose saved state
+  # would tie it to the process count that wrote the checkpoint).
+  state = restore_or_initialize(config, checkpointer, state,
+                                None if config.mode == "eval" else train_iter, setup,
                                 (graphdef, other))
   to_global = make_global(mesh, rules)
   evaluators = setup.make_evaluators(
