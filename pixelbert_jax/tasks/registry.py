@@ -46,4 +46,7 @@ def make_setup(config, workdir: str) -> Setup:
   if config.task == "vqa":
     from pixelbert_jax.tasks import vqa_setup  # pylint: disable=g-import-not-at-top
     return vqa_setup.make_setup(config, workdir)
+  if config.task == "nlvr2":
+    from pixelbert_jax.tasks import nlvr2_setup  # pylint: disable=g-import-not-at-top
+    return nlvr2_setup.make_setup(config, workdir)
   raise ValueError(f"Unknown task {config.task!r}")

@@ -1,0 +1,102 @@
+"""NLVR2 evaluation over a whole split: predictions, accuracy and consistency, CSV file.
+
+Every example of the split is predicted exactly once: the evaluation pipeline pads its
+last batch (`valid` False) instead of dropping examples, the per-example outputs are
+gathered onto every process (`gather`), and each example is found again by its
+position in the split's list of examples, which every process holds. An example whose
+images could not be loaded is predicted "False" and counted as unpredicted, so the
+file still covers the split.
+
+The file is the one the official `metrics.py` (and the NLVR2 team, for the hidden
+test set) reads: `WORKDIR/nlvr2_predictions_step{N}.csv`, "identifier,True|False" per
+line, written by process 0. Where the split has labels, accuracy and consistency (in
+percent) come from `nlvr2_metric.score` over the labelled examples.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from etils import epath
+
+from pixelbert_jax.data import records
+from pixelbert_jax.evaluators import gather, nlvr2_metric
+from pixelbert_jax.tasks import nlvr2
+
+# The pipeline's position of each example in the split; the eval step overwrites
+# `example_index` with positions in the batch, so it travels under this name.
+SOURCE_INDEX_KEY = "source_index"
+
+
+def make_eval_fns():
+  """(eval_fn, counts_fn) for `train_step.make_eval_step`: per-example outputs."""
+
+  def eval_fn(model, batch, key):
+    del key  # Evaluation draws nothing at random.
+    pair_logits = nlvr2.logits(model, batch)
+    prediction, _ = nlvr2.predict(pair_logits)
+    return {"prediction": prediction,
+            "loss": nlvr2.example_losses(pair_logits, batch["label"]),
+            SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
+
+  def counts_fn(batch):
+    return {"examples": jnp.sum(batch["valid"].astype(jnp.int32))}
+
+  return eval_fn, counts_fn
+
+
+class Nlvr2Evaluator:
+  """Predicts every example of a split, writes the official CSV, scores it."""
+
+  def __init__(self, make_iterator: Callable[[], Iterator], eval_step, to_global,
+               examples: Sequence[records.Nlvr2Example], workdir: str):
+    self.make_iterator = make_iterator
+    self.eval_step = eval_step
+    self.to_global = to_global
+    self.examples = list(examples)
+    self.workdir = epath.Path(workdir)
+    self.labels = {e.identifier: e.label for e in self.examples if e.label is not None}
+
+  def predict(self, state) -> dict[int, tuple[bool, float]]:
+    """{position in the split: (prediction, per-example loss)} over the whole split."""
+    predicted = {}
+    key = jax.random.key(0)
+    for batch in self.make_iterator():
+      batch = {**batch, SOURCE_INDEX_KEY: batch["example_index"]}
+      outputs, _ = self.eval_step(state, self.to_global(batch), key)
+      rows = gather.valid_rows(outputs)
+      for index, prediction, loss in zip(rows[SOURCE_INDEX_KEY], rows["prediction"],
+                                         rows["loss"]):
+        if int(index) in predicted:
+          raise RuntimeError(f"example {index} was evaluated twice")
+        predicted[int(index)] = (bool(prediction), float(loss))
+    return predicted
+
+  def write(self, predictions: dict[str, bool], step: int) -> epath.Path:
+    path = self.workdir / f"nlvr2_predictions_step{step}.csv"
+    if jax.process_index() == 0:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      nlvr2_metric.write_predictions(str(path), predictions)
+    return path
+
+  def run(self, state) -> Iterator[tuple[str, float]]:
+    step = int(jax.device_get(state.step))
+    predicted = self.predict(state)
+    # In the split's order; an unpredicted example falls back to "False".
+    predictions = {e.identifier: predicted.get(i, (False, 0.0))[0]
+                   for i, e in enumerate(self.examples)}
+    path = self.write(predictions, step)
+    logging.info("NLVR2: predicted %d of %d examples; wrote %s", len(predicted),
+                 len(predictions), path)
+    yield "num_examples", float(len(predictions))
+    yield "num_unpredicted", float(len(predictions) - len(predicted))
+    if not self.labels:
+      return
+    losses = [loss for i, (_, loss) in predicted.items()
+              if self.examples[i].label is not None]
+    yield "loss", float(np.mean(losses or [0.0]))
+    scores = nlvr2_metric.score({k: predictions[k] for k in self.labels}, self.labels)
+    yield "accuracy", scores["accuracy"]
+    yield "consistency", scores["consistency"]

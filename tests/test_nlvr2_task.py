@@ -1,0 +1,167 @@
+"""NLVR2 fine-tuning from a tiny pre-training run, through the real entry point.
+
+One pre-training step of the demo model on the shared small world writes a
+checkpoint; `pixelbert_jax.main` then fine-tunes `configs/nlvr2.py:demo` from it on a
+160-image synthetic world (28 train and 6 dev examples; the vocabulary is the same in
+every world) and evaluates the whole dev split with an eval batch of 4, which does not
+divide 6. The body's learning rates are 0, so its weights must still equal the
+pre-trained ones exactly; the head trains from its fresh initialisation. Images are
+64 x 64 (one bucket, so each step compiles once).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from etils import epath
+from flax import nnx
+
+from conftest import REPO, flat_arrays, restore_state, scalars, trainer_overrides
+from pixelbert_jax import train
+from pixelbert_jax.data import synthetic
+from pixelbert_jax.evaluators import nlvr2_metric
+from pixelbert_jax.tasks import nlvr2, registry
+
+sys.path.insert(0, REPO)
+from configs import nlvr2 as nlvr2_config  # noqa: E402
+from configs import pretrain as pretrain_config  # noqa: E402
+
+STEPS = 2
+HEAD_LR = 1e-3
+WORLD_IMAGES = 160  # -> 6 dev examples
+EVAL_BATCH = 4
+IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
+
+
+def _override(config, overrides: dict):
+  for name, value in overrides.items():
+    *parents, leaf = name.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def _nlvr2_overrides(world: str, init: str) -> dict:
+  return {"init_from": init, "data.root": world,
+          "data.synthetic_num_images": WORLD_IMAGES, **IMAGES, "global_batch_size": 8,
+          "eval_batch_size": EVAL_BATCH, "num_train_steps": STEPS, "log_every_steps": 1,
+          "optimizer.warmup_steps": 0, "optimizer.groups.cnn.lr": 0.0,
+          "optimizer.groups.transformer.lr": 0.0, "optimizer.groups.head.lr": HEAD_LR}
+
+
+def _main(workdir, overrides: dict) -> None:
+  command = ([sys.executable, "-m", "pixelbert_jax.main",
+              "--config=configs/nlvr2.py:demo", f"--workdir={workdir}"]
+             + [f"--config.{k}={v}" for k, v in overrides.items()])
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+
+def _pretrain(world: str, workdir: str) -> None:
+  config = pretrain_config.get_config("demo")
+  train.train_and_evaluate(_override(config, {**trainer_overrides(world, 1), **IMAGES}),
+                           workdir)
+
+
+def _subtree(state, module: str) -> dict:
+  return {f"{field}{path}": value for field in ("params", "batch_stats")
+          for path, value in flat_arrays(state[field].get(module, {}))}
+
+
+def _check_body_and_head(pretrained, finetuned) -> None:
+  """The body equals the pre-trained one (learning rates 0); the head moved from its
+  fresh initialisation by a few Adam steps of at most about the learning rate."""
+  state = restore_state(finetuned, STEPS)
+  body, pretrained_body = _subtree(state, "pixelbert"), _subtree(
+      restore_state(pretrained, 1), "pixelbert")
+  assert body.keys() == pretrained_body.keys()
+  for path, value in pretrained_body.items():
+    np.testing.assert_array_equal(body[path], value, err_msg=path)
+  head = {path.removesuffix("['value']"): value
+          for path, value in flat_arrays(state["params"]["nlvr2_head"])}
+  for name in ("['dense_in']['bias']", "['dense_out']['bias']"):
+    assert np.abs(head[name]).max() <= STEPS * HEAD_LR * 1.01 and np.any(head[name]), name
+
+
+def _check_evaluation(workdir, world) -> None:
+  """Every dev example predicted once, in the official CSV format, scored officially."""
+  results = json.loads((workdir / "final_eval.json").read_text())
+  dev = epath.Path(world) / "nlvr2" / "dev.json"
+  identifiers = [json.loads(line)["identifier"] for line in dev.read_text().splitlines()
+                 if line.strip()]
+  assert len(identifiers) % EVAL_BATCH and len(identifiers) > EVAL_BATCH
+  assert results["nlvr2/num_examples"] == len(identifiers)
+  assert results["nlvr2/num_unpredicted"] == 0
+  csv = workdir / f"nlvr2_predictions_step{STEPS}.csv"
+  lines = csv.read_text().splitlines()
+  assert [line.split(",")[0] for line in lines] == identifiers  # once each, in order
+  assert all(re.fullmatch(r"dev-\d+-\d+-\d+,(True|False)", line) for line in lines)
+  official = nlvr2_metric.score_files(str(csv), str(dev))
+  assert results["nlvr2/accuracy"] == pytest.approx(official["accuracy"])
+  assert results["nlvr2/consistency"] == pytest.approx(official["consistency"])
+  assert np.isfinite(results["nlvr2/loss"])
+
+
+def test_finetune_from_pretraining_through_the_entry_point(small_world, tmp_path):
+  pretrained, finetuned = tmp_path / "pretrain", tmp_path / "nlvr2"
+  _pretrain(small_world, str(pretrained))
+  _main(finetuned, _nlvr2_overrides(str(tmp_path / "world"), pretrained))
+  losses = scalars(finetuned, "nlvr2_loss")
+  assert len(losses) == STEPS and np.all(np.isfinite(losses))
+  _check_body_and_head(pretrained, finetuned)
+  _check_evaluation(finetuned, tmp_path / "world")
+
+
+def test_pairs_stay_with_their_example():
+  """Reordering the examples reorders the logits (the (B, 2) <-> (2B) reshapes keep each
+  example's two images and statement together); swapping an example's images changes
+  its logits (left and right are concatenated in order)."""
+  model_config = registry.model_config(nlvr2_config.get_config("demo"),
+                                       len(synthetic.vocabulary()))
+  model = nlvr2.Nlvr2Model(model_config, rngs=nnx.Rngs(params=0, dropout=1))
+  model.eval()
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (3, 2, 64, 64, 3)), jnp.uint8)
+  sizes = jnp.asarray([[[64, 64], [64, 40]], [[40, 64], [64, 64]], [[64, 64], [32, 64]]],
+                      jnp.int32)
+  token_ids = jnp.asarray(rng.integers(5, 50, (3, 5)), jnp.int32)
+  mask = jnp.asarray([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], bool)
+  run = nnx.jit(lambda m, *args: m(*args))
+  logits = run(model, token_ids, mask, images, sizes)
+  assert logits.shape == (3, 2) and logits.dtype == jnp.float32
+  order = jnp.asarray([2, 0, 1])
+  np.testing.assert_allclose(run(model, token_ids[order], mask[order], images[order],
+                                 sizes[order]), logits[order], rtol=1e-5, atol=1e-5)
+  swapped = run(model, token_ids, mask, images[:, ::-1], sizes[:, ::-1])
+  assert not np.allclose(swapped, logits)
+
+
+def test_hidden_labels_and_padding_do_not_count():
+  batch = {"label": jnp.asarray([1, 0, -1, 1], jnp.int32),
+           "valid": jnp.asarray([True, True, True, False])}
+  np.testing.assert_array_equal(nlvr2.labelled(batch), [1, 1, 0, 0])
+  assert nlvr2.counts_fn(batch) == {"nlvr2_loss": 2.0, "nlvr2_accuracy": 2.0}
+  pair_logits = jnp.asarray([[0.0, 2.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.0]])
+  prediction, p_true = nlvr2.predict(pair_logits)
+  np.testing.assert_array_equal(prediction, [1, 1, 0, 0])
+  np.testing.assert_allclose(p_true[0], jax.nn.sigmoid(2.0), rtol=1e-6)
+  losses = nlvr2.example_losses(pair_logits, batch["label"])
+  np.testing.assert_allclose(losses[:2], [np.log1p(np.exp(-2.0)), np.log1p(np.exp(2.0))],
+                             rtol=1e-5)
+
+
+def test_real_data_needs_its_paths(small_world, tmp_path):
+  config = nlvr2_config.get_config()
+  config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
+  with pytest.raises(ValueError, match="train_file, eval_file and images are required"):
+    registry.make_setup(config, str(tmp_path))
