@@ -49,4 +49,7 @@ def make_setup(config, workdir: str) -> Setup:
   if config.task == "nlvr2":
     from pixelbert_jax.tasks import nlvr2_setup  # pylint: disable=g-import-not-at-top
     return nlvr2_setup.make_setup(config, workdir)
+  if config.task == "retrieval":
+    from pixelbert_jax.tasks import retrieval_setup  # pylint: disable=g-import-not-at-top
+    return retrieval_setup.make_setup(config, workdir)
   raise ValueError(f"Unknown task {config.task!r}")
