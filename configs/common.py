@@ -69,3 +69,33 @@ def base(task: str) -> ConfigDict:
   config.mode = "train"  # or "eval"
   config.debug_batch_digests = False  # write a digest of every batch (resume tests)
   return config
+
+
+def demo_optimizer() -> ConfigDict:
+  """The demos' optimiser: the paper's groups at from-scratch rates, linear decay."""
+  opt = optimizer(cnn_lr=2e-2, transformer_lr=5e-4)
+  opt.update(schedule="linear", warmup_fraction=0.05)
+  return opt
+
+
+def with_head_group(opt: ConfigDict, pattern: str) -> ConfigDict:
+  """Gives a task head its own group (AdamW like the body) so its rate can change."""
+  opt.groups.head = dict(opt.groups.transformer, pattern=pattern)
+  return opt
+
+
+def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
+         every_steps: int) -> None:
+  """What every demo shares: the tiny model, float32 and no dropout, the synthetic
+  world at 128 px, batch 32, a fixed number of steps, evaluations and saves every
+  `every_steps`. Stride 16 without the extra pool keeps 8 x 8 to 8 x 14 pixels."""
+  config.model = model("tiny")
+  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False)
+  config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,
+                     max_text_len=max_text_len, num_workers=0,
+                     synthetic_num_images=3000)
+  config.global_batch_size = 32
+  config.num_epochs = -1
+  config.num_train_steps = num_train_steps
+  config.log_every_steps = 50
+  config.eval_every_steps = config.checkpoint_every_steps = every_steps

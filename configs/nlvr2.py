@@ -34,9 +34,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.data.update(train_file="", eval_file="", images="")
   config.optimizer = common.optimizer()
   config.optimizer.decay_fractions = (12 / 18, 16 / 18)
-  # Its own group so that its learning rate can be changed; AdamW 1e-4 like the body.
-  config.optimizer.groups.head = dict(config.optimizer.groups.transformer,
-                                      pattern="^nlvr2_head/")
+  common.with_head_group(config.optimizer, "^nlvr2_head/")
   config.eval_batch_size = 0  # 0: the training batch size
   config.global_batch_size = 128
   config.num_epochs = 10
@@ -53,18 +51,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
 def _demo(config: ml_collections.ConfigDict) -> None:
   """The tiny model of `configs/pretrain.py:demo` on the synthetic world's NLVR2 files."""
-  config.model = common.model("tiny")
-  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False)
-  config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,
-                     max_text_len=24, num_workers=0, synthetic_num_images=3000)
-  config.optimizer = common.optimizer(cnn_lr=2e-2, transformer_lr=5e-4)
-  config.optimizer.update(schedule="linear", warmup_fraction=0.05)
-  config.optimizer.groups.head = dict(config.optimizer.groups.transformer,
-                                      pattern="^nlvr2_head/")
-  config.global_batch_size = 32
+  common.demo(config, max_text_len=24, num_train_steps=500, every_steps=250)
+  config.optimizer = common.with_head_group(common.demo_optimizer(), "^nlvr2_head/")
   config.eval_batch_size = 64
-  config.num_epochs = -1
-  config.num_train_steps = 500
-  config.log_every_steps = 50
-  config.eval_every_steps = 250
-  config.checkpoint_every_steps = 250

@@ -40,18 +40,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
 def _demo(config: ml_collections.ConfigDict) -> None:
   """The tiny model on the synthetic world: learns to look in minutes on a laptop."""
-  config.model = common.model("tiny")
-  # Stride 16 without the extra pool keeps 8 x 8 to 8 x 14 pixels at 128 px.
-  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False)
-  config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,
-                     max_text_len=24, num_workers=0, synthetic_num_images=3000)
-  config.optimizer = common.optimizer(cnn_lr=2e-2, transformer_lr=5e-4)
-  config.optimizer.update(schedule="linear", warmup_fraction=0.05)
+  common.demo(config, max_text_len=24, num_train_steps=2000, every_steps=500)
+  config.optimizer = common.demo_optimizer()
   config.num_sampled_pixels = 48
-  config.global_batch_size = 32
-  config.num_epochs = -1
-  config.num_train_steps = 2000
-  config.log_every_steps = 50
-  config.eval_every_steps = 500
   config.eval_batches = 20
-  config.checkpoint_every_steps = 500

@@ -70,8 +70,7 @@ def _optimizer(opt: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   the body and the score head (its own group, for its learning rate) use AdamW."""
   opt.groups.frozen.pattern = BACKBONE
   del opt.groups["cnn"]
-  opt.groups.head = dict(opt.groups.transformer, pattern="^score_head/")
-  return opt
+  return common.with_head_group(opt, "^score_head/")
 
 
 def _flickr30k(config: ml_collections.ConfigDict) -> None:
@@ -83,17 +82,9 @@ def _flickr30k(config: ml_collections.ConfigDict) -> None:
 
 def _demo(config: ml_collections.ConfigDict) -> None:
   """The tiny model of `configs/pretrain.py:demo` on the synthetic Flickr30K split."""
-  config.model = common.model("tiny")
-  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False)
-  config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,
-                     max_text_len=16, num_workers=0, synthetic_num_images=3000)
+  common.demo(config, max_text_len=16, num_train_steps=300, every_steps=300)
   config.optimizer = _optimizer(common.optimizer(transformer_lr=5e-4))
   config.optimizer.update(schedule="linear", warmup_fraction=0.05)
   config.global_batch_size = 16
   config.eval_batch_size = 32
   config.eval_pairs_per_call = 256
-  config.num_epochs = -1
-  config.num_train_steps = 300
-  config.log_every_steps = 50
-  config.eval_every_steps = 300
-  config.checkpoint_every_steps = 300
