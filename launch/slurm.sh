@@ -1,0 +1,178 @@
+#!/bin/bash
+#
+# Writes an sbatch script that runs the trainer as one JAX process per GPU (or per node)
+# and submits it. jax.distributed finds the other processes from SLURM's variables, so
+# the trainer needs no coordinator flags.
+
+set -euo pipefail
+
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: launch/slurm.sh --config=FILE[:VARIANT] --workdir=DIR [options] [-- MAIN_ARGS...]
+
+Writes LOG_DIR/JOB_NAME.sbatch and submits it with sbatch. The job runs
+`srun PYTHON -m pixelbert_jax.main --config=.. --workdir=.. MAIN_ARGS` from the current
+directory (which must be visible from the compute nodes, as must the workdir: a shared
+filesystem or gs://). Run it from the repository root, in the environment where
+pixelbert_jax is installed: sbatch passes the environment on to the job.
+
+Options:
+  --config=FILE[:VARIANT]  trainer config, e.g. configs/pretrain.py:X152 (required)
+  --workdir=DIR            trainer workdir, shared or gs:// (required)
+  --nodes=N                nodes (default 1)
+  --gpus-per-node=G        GPUs per node (default 8)
+  --per-node               one process per node driving all its GPUs, instead of one
+                           process per GPU
+  --partition=P            SLURM partition
+  --time=T                 time limit, e.g. 2-00:00:00
+  --cpus-per-task=C        CPUs per process (input pipeline threads)
+  --job-name=NAME          job name (default pixelbert)
+  --log-dir=DIR            where the sbatch script and the job's output go
+                           (default slurm_logs)
+  --sbatch-arg=ARG         any other sbatch option, e.g. --sbatch-arg=--account=abc;
+                           repeatable
+  --python=PYTHON          interpreter on the compute nodes (default python3)
+  --dry-run                print the commands (the script as a here-document) instead
+  -h, --help               this help
+  -- MAIN_ARGS...          passed to pixelbert_jax.main
+
+Example:
+  launch/slurm.sh --config=configs/pretrain.py:X152 --workdir=/shared/runs/x152 \
+      --nodes=4 --gpus-per-node=8 --partition=gpu --time=3-00:00:00 \
+      -- --config.global_batch_size=4096
+EOF
+}
+
+config=""
+workdir=""
+nodes=1
+gpus_per_node=8
+per_node=0
+partition=""
+time_limit=""
+cpus_per_task=""
+job_name="pixelbert"
+log_dir="slurm_logs"
+sbatch_args=()
+python="python3"
+main_args=()
+
+parse_args() {
+  while (($#)); do
+    if [[ "$1" == --*=* ]]; then
+      set -- "${1%%=*}" "${1#*=}" "${@:2}"
+    fi
+    case "$1" in
+      --config) require_value "$@"; config="$2"; shift 2 ;;
+      --workdir) require_value "$@"; workdir="$2"; shift 2 ;;
+      --nodes) require_value "$@"; nodes="$2"; shift 2 ;;
+      --gpus-per-node) require_value "$@"; gpus_per_node="$2"; shift 2 ;;
+      --per-node) per_node=1; shift ;;
+      --partition) require_value "$@"; partition="$2"; shift 2 ;;
+      --time) require_value "$@"; time_limit="$2"; shift 2 ;;
+      --cpus-per-task) require_value "$@"; cpus_per_task="$2"; shift 2 ;;
+      --job-name) require_value "$@"; job_name="$2"; shift 2 ;;
+      --log-dir) require_value "$@"; log_dir="$2"; shift 2 ;;
+      --sbatch-arg) require_value "$@"; sbatch_args+=("$2"); shift 2 ;;
+      --python) require_value "$@"; python="$2"; shift 2 ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      -h | --help) usage; exit 0 ;;
+      --) shift; main_args=("$@"); break ;;
+      *) die "unknown option '$1' (see --help)" ;;
+    esac
+  done
+}
+
+validate_args() {
+  require_option --config "${config}"
+  require_option --workdir "${workdir}"
+  require_config_file "${config}"
+  require_positive_int --nodes "${nodes}"
+  require_positive_int --gpus-per-node "${gpus_per_node}"
+  [[ -z "${cpus_per_task}" ]] || require_positive_int --cpus-per-task "${cpus_per_task}"
+  # #SBATCH lines are split on whitespace by sbatch, not by a shell: no quoting there.
+  local value
+  for value in "${job_name}" "${partition}" "${time_limit}" "${log_dir}" \
+    "${sbatch_args[@]}"; do
+    [[ "${value}" != *[[:space:]]* ]] || die "no whitespace allowed in '${value}'"
+  done
+}
+
+# Prints the comma-separated ids 0 .. G-1.
+all_gpu_ids() {
+  local ids=() id
+  for ((id = 0; id < gpus_per_node; id++)); do
+    ids+=("${id}")
+  done
+  local IFS=,
+  echo "${ids[*]}"
+}
+
+# Prints the #SBATCH lines that lay out the processes.
+layout_directives() {
+  if ((per_node)); then
+    echo "#SBATCH --ntasks-per-node=1"
+    echo "#SBATCH --gpus-per-node=${gpus_per_node}"
+  else
+    # --gpus-per-task needs a task count, not only tasks per node.
+    echo "#SBATCH --ntasks=$((nodes * gpus_per_node))"
+    echo "#SBATCH --ntasks-per-node=${gpus_per_node}"
+    echo "#SBATCH --gpus-per-task=1"
+  fi
+}
+
+# jax.distributed.initialize() restricts each SLURM process to the GPU numbered
+# SLURM_LOCALID, which is wrong both ways we lay processes out; JAX_LOCAL_DEVICE_IDS
+# overrides it.
+device_ids_line() {
+  if ((per_node)); then
+    echo "# One process per node drives all of the node's GPUs."
+    echo "export JAX_LOCAL_DEVICE_IDS=$(all_gpu_ids)"
+  else
+    echo "# --gpus-per-task=1 binds each task to one GPU, which it sees as device 0."
+    echo "export JAX_LOCAL_DEVICE_IDS=0"
+  fi
+}
+
+# Prints the sbatch script.
+sbatch_script() {
+  local srun=(srun --kill-on-bad-exit=1) arg
+  # srun no longer inherits sbatch's --cpus-per-task (SLURM 23.11): repeat it.
+  [[ -z "${cpus_per_task}" ]] || srun+=("--cpus-per-task=${cpus_per_task}")
+  main_command "${python}" "${config}" "${workdir}" "${main_args[@]}"
+  echo "#!/bin/bash"
+  echo "#SBATCH --job-name=${job_name}"
+  echo "#SBATCH --nodes=${nodes}"
+  layout_directives
+  [[ -z "${cpus_per_task}" ]] || echo "#SBATCH --cpus-per-task=${cpus_per_task}"
+  [[ -z "${partition}" ]] || echo "#SBATCH --partition=${partition}"
+  [[ -z "${time_limit}" ]] || echo "#SBATCH --time=${time_limit}"
+  echo "#SBATCH --output=${log_dir}/%x-%j.out"
+  for arg in "${sbatch_args[@]}"; do
+    echo "#SBATCH ${arg}"
+  done
+  echo "set -euo pipefail"
+  device_ids_line
+  quote_command "${srun[@]}" "${MAIN_COMMAND[@]}"
+}
+
+main() {
+  parse_args "$@"
+  validate_args
+  local script_file="${log_dir}/${job_name}.sbatch"
+  run mkdir -p "${log_dir}"
+  if ((DRY_RUN)); then
+    echo "cat > $(quote_word "${script_file}") <<'EOF'"
+    sbatch_script
+    echo "EOF"
+  else
+    sbatch_script >"${script_file}"
+    echo "wrote ${script_file}" >&2
+  fi
+  run sbatch "${script_file}"
+}
+
+main "$@"
