@@ -56,6 +56,9 @@ def base(task: str) -> ConfigDict:
   config.mesh = ConfigDict(dict(shape=(-1, 1, 1), axes=sharding.MESH_AXES))
   config.sharding_rules = tuple(sharding.DEFAULT_RULES)
   config.init = ""  # an import_weights directory (backbone / BERT initialisation)
+  # or "synthetic": a backbone trained on synthetic scenes with these settings.
+  config.synthetic_backbone = ConfigDict(dict(steps=300, num_scenes=3200, batch_size=64,
+                                              learning_rate=3e-3))
   config.init_from = ""  # a workdir or checkpoint of another run (fine-tuning)
   config.resume_from = ""  # an explicit checkpoint to resume from
   config.checkpoint_every_steps = 1000
@@ -94,6 +97,7 @@ def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
   config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,
                      max_text_len=max_text_len, num_workers=0,
                      synthetic_num_images=3000)
+  config.init = "synthetic"  # the demos' stand-in for an ImageNet backbone
   config.global_batch_size = 32
   config.num_epochs = -1
   config.num_train_steps = num_train_steps

@@ -17,6 +17,7 @@ from flax import nnx
 
 from pixelbert_jax import checkpointing, optim, sharding, train_state, train_step
 from pixelbert_jax.tasks import registry
+from pixelbert_jax.tools import synthetic_backbone
 from pixelbert_jax.weights import init_checkpoint
 
 
@@ -78,7 +79,7 @@ def make_global(mesh, rules):
   return to_global
 
 
-def restore_or_initialize(config, checkpointer, state, data_iterator, setup, parts):
+def restore_or_initialize(config, workdir, checkpointer, state, data_iterator, setup, parts):
   """Resume order: the workdir's checkpoint, `resume_from`, `init` / `init_from`, scratch."""
   abstract = train_state.abstract_of(state)
   latest = checkpointer.latest_step()
@@ -91,12 +92,12 @@ def restore_or_initialize(config, checkpointer, state, data_iterator, setup, par
     logging.info("Resuming from %s at step %s", config.resume_from, step)
     return other.restore(step, abstract, data_iterator)
   if config.init or config.get("init_from"):
-    return _initialise_weights(config, state, setup, parts)
+    return _initialise_weights(config, workdir, state, setup, parts)
   logging.info("Starting from scratch.")
   return state
 
 
-def _initialise_weights(config, state, setup, parts):
+def _initialise_weights(config, workdir, state, setup, parts):
   """Loads imported weights (`init`) or another run's body (`init_from`) into the state."""
   graphdef, other = parts
   # Taken before the model exists: loading assigns into variables that the state shares.
@@ -104,9 +105,10 @@ def _initialise_weights(config, state, setup, parts):
   stat_shardings = train_state.shardings_of(state.batch_stats)
   model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
   if config.init:
-    components, info = init_checkpoint.load(config.init)
+    path = synthetic_backbone.resolve_init(config, workdir)
+    components, info = init_checkpoint.load(path)
     loaded = init_checkpoint.apply(components, setup.init_modules(model))
-    logging.info("Initialised %s from %s (%s)", loaded, config.init, info.get("created"))
+    logging.info("Initialised %s from %s (%s)", loaded, path, info.get("created"))
   if config.get("init_from"):
     setup.init_from(model, config.init_from)
   _, params, stats, _ = train_state.split_model(model)
@@ -160,7 +162,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_iter = setup.train_iterator
   # Evaluation reads no training data, so it restores no iterator (whose saved state
   # would tie it to the process count that wrote the checkpoint).
-  state = restore_or_initialize(config, checkpointer, state,
+  state = restore_or_initialize(config, workdir, checkpointer, state,
                                 None if config.mode == "eval" else train_iter, setup,
                                 (graphdef, other))
   to_global = make_global(mesh, rules)

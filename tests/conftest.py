@@ -34,6 +34,7 @@ def small_world(tmp_path_factory) -> str:
 def trainer_overrides(world: str, steps: int) -> dict:
   """A seconds-long pre-training run of the tiny model on the small world."""
   return {
+      "init": "",  # the demos' synthetic backbone takes a minute to train; see its test
       "data.root": world, "data.synthetic_num_images": 48, "data.image_short_side": 64,
       "data.image_long_side": 112, "data.max_text_len": 16, "global_batch_size": 8,
       "num_train_steps": steps, "num_sampled_pixels": 8, "log_every_steps": 1,

@@ -50,7 +50,7 @@ def _override(config, overrides: dict):
 
 
 def _nlvr2_overrides(world: str, init: str) -> dict:
-  return {"init_from": init, "data.root": world,
+  return {"init": "", "init_from": init, "data.root": world,
           "data.synthetic_num_images": WORLD_IMAGES, **IMAGES, "global_batch_size": 8,
           "eval_batch_size": EVAL_BATCH, "num_train_steps": STEPS, "log_every_steps": 1,
           "optimizer.warmup_steps": 0, "optimizer.groups.cnn.lr": 0.0,

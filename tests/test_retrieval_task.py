@@ -46,7 +46,7 @@ def _override(config, overrides: dict):
 
 def _small(world: str) -> dict:
   """The demo config on the small world's COCO split."""
-  return {"data.root": world, "data.synthetic_num_images": 48, **IMAGES,
+  return {"init": "", "data.root": world, "data.synthetic_num_images": 48, **IMAGES,
           "data.dataset": "coco", "data.train_splits": "train,restval",
           "global_batch_size": 8, "eval_folds": 1, "optimizer.warmup_steps": 0}
 

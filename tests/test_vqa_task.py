@@ -47,7 +47,7 @@ def _override(config, overrides: dict):
 
 
 def _vqa_overrides(world: str, init: str) -> dict:
-  return {"init_from": init, "data.root": world, "data.synthetic_num_images": 48,
+  return {"init": "", "init_from": init, "data.root": world, "data.synthetic_num_images": 48,
           **IMAGES, "data.max_text_len": 16, "global_batch_size": 8,
           "eval_batch_size": 8, "num_train_steps": STEPS, "log_every_steps": 1,
           "optimizer.warmup_steps": 0, "optimizer.groups.cnn.lr": 0.0,

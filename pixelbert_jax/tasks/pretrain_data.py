@@ -20,12 +20,17 @@ SYNTHETIC_VISUAL_WORDS = synthetic.VISUAL_WORDS
 WORLD_MARKER = "world.done"
 
 
+def world_root(data_cfg, workdir: str) -> epath.Path:
+  """The synthetic world's folder: the data root, or one inside the workdir."""
+  return epath.Path(data_cfg.root or epath.Path(workdir) / "synthetic_world")
+
+
 def synthetic_world(data_cfg, workdir: str) -> dict[str, str]:
   """Generates the synthetic world under the data root (or workdir) once; returns paths."""
-  root = epath.Path(data_cfg.root or epath.Path(workdir) / "synthetic_world")
+  root = world_root(data_cfg, workdir)
   marker = root / WORLD_MARKER
   if jax.process_index() > 0:  # process 0 writes the world; the others wait for it
-    _wait_for(marker)
+    wait_for(marker)
   elif not marker.exists():
     logging.info("Generating the synthetic world (%d images) in %s",
                  data_cfg.synthetic_num_images, root)
@@ -35,7 +40,7 @@ def synthetic_world(data_cfg, workdir: str) -> dict[str, str]:
   return dict(line.split("\t", 1) for line in marker.read_text().splitlines())
 
 
-def _wait_for(marker: epath.Path, timeout_s: float = 1800) -> None:
+def wait_for(marker: epath.Path, timeout_s: float = 1800) -> None:
   deadline = time.time() + timeout_s
   while not marker.exists():
     if time.time() > deadline:

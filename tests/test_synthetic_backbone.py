@@ -1,0 +1,68 @@
+"""The demos' synthetic backbone: its cell targets, its training, and `init=synthetic`."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import pretrain as pretrain_config
+from pixelbert_jax.data import synthetic
+from pixelbert_jax.tools import synthetic_backbone
+from pixelbert_jax.weights import init_checkpoint
+from conftest import restore_state, trainer_overrides
+
+
+def test_cell_targets_cover_the_drawn_object():
+  red_circle = synthetic.SceneObject("circle", "red", "large", x=24.0, y=24.0, r=8.0)
+  scene = synthetic.Scene(64, 64, "dark", (red_circle,))
+  label = np.asarray(synthetic_backbone._label_map(
+      scene, "colour", synthetic_backbone.COLOUR_CLASSES))
+  shares = synthetic_backbone._cell_shares(label, len(synthetic_backbone.COLOUR_CLASSES), 16)
+  red = synthetic_backbone.COLOUR_CLASSES.index("red")
+  assert shares.shape == (4, 4, len(synthetic_backbone.COLOUR_CLASSES))
+  np.testing.assert_allclose(shares.sum(-1), 1.0, rtol=1e-6)
+  # The circle fills its cell to about pi / 4 and touches no other cell's interior.
+  assert shares[1, 1, red] == pytest.approx(np.pi / 4, abs=0.05)
+  shares[1, 1, red] = 0
+  assert shares[..., red].max() < 0.05
+
+
+def test_examples_are_crops_with_matching_targets():
+  picture, colour, shape = synthetic_backbone.make_example(3, seed=0, side=64, cell=16)
+  assert picture.shape == (64, 64, 3) and picture.dtype == np.uint8
+  assert colour.shape == (4, 4, 8) and shape.shape == (4, 4, 6)
+  # Both attributes cover the same object cells.
+  np.testing.assert_allclose(colour[..., 0], shape[..., 0], atol=1e-6)
+  again = synthetic_backbone.make_example(3, seed=0, side=64, cell=16)
+  np.testing.assert_array_equal(picture, again[0])
+
+
+def test_training_lowers_the_loss():
+  model_config = pretrain_config.get_config("demo")
+  from pixelbert_jax.tasks import registry  # pylint: disable=g-import-not-at-top
+  spec = registry.model_config(model_config, 100)
+  _, metrics = synthetic_backbone.train(spec, steps=40, num_scenes=32, batch_size=16,
+                                        learning_rate=3e-3, side=64)
+  assert metrics["loss"] < 0.5 * metrics["initial_loss"]
+
+
+def test_init_synthetic_trains_once_and_loads_into_the_run(small_world, tmp_path):
+  from pixelbert_jax import train  # pylint: disable=g-import-not-at-top
+  config = pretrain_config.get_config("demo")
+  config.update_from_flattened_dict(trainer_overrides(small_world, 1))
+  config.update_from_flattened_dict({
+      "init": "synthetic", "synthetic_backbone.steps": 2,
+      "synthetic_backbone.num_scenes": 8, "synthetic_backbone.batch_size": 4,
+      "checkpoint_every_steps": 1, "optimizer.groups.frozen.pattern": "backbone/"})
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  directory = synthetic_backbone.resolve_init(config, str(tmp_path / "run"))
+  assert directory.startswith(small_world)  # lives with the world, shared by its runs
+  info = json.loads(open(os.path.join(directory, init_checkpoint.INFO_FILE)).read())
+  assert info["steps"] == 2 and info["components"] == ["backbone"]
+  stored, _ = init_checkpoint.load(directory)
+  state = restore_state(tmp_path / "run", 1)
+  # The backbone was frozen, so after one step it still holds the stored weights.
+  stem = state["params"]["pixelbert"]["pixel_encoder"]["backbone"]["stem_conv"]["kernel"]["value"]
+  np.testing.assert_array_equal(jax.device_get(stem), stored["backbone"]["stem_conv.kernel"])
