@@ -1,7 +1,9 @@
 """Optimisers by parameter group: SGD for the CNN, AdamW for the Transformer (the paper).
 
 Groups are chosen by regexes over parameter paths ("pixel_encoder/backbone/stages/0/...")
-in config; the first matching group wins, and a `frozen` group receives no updates.
+in config. Where several match, a `frozen` group wins and a catch-all (`.*`) loses;
+any other overlap is an error, so the outcome never depends on the groups' order
+(ml_collections lists keys sorted, not as written). A frozen group gets no updates.
 Schedules count optimiser updates (never micro-batches), so gradient accumulation leaves
 the recipe's epochs-based decay points where the paper put them.
 """
@@ -27,21 +29,37 @@ def path_name(path) -> str:
   return "/".join(p for p in parts if p != "value")
 
 
+CATCH_ALL = ".*"
+
+
+def _rank(name: str, spec: Mapping) -> int:
+  """Which of several matching groups takes a parameter: lowest rank first."""
+  if spec["optimizer"] == "frozen":
+    return 0
+  return 2 if spec["pattern"] == CATCH_ALL else 1
+
+
 def param_labels(params, groups: Mapping[str, Mapping]) -> object:
-  """The name of the first group whose `pattern` matches each parameter's path."""
-  unmatched = []
+  """Each parameter's group: the matching group of lowest `_rank`; ties are an error."""
+  unmatched, ambiguous = [], []
 
   def label(path, _):
     name = path_name(path)
-    for group, spec in groups.items():
-      if re.search(spec["pattern"], name):
-        return group
-    unmatched.append(name)
-    return "unmatched"
+    matches = sorted((_rank(g, spec), g) for g, spec in groups.items()
+                     if re.search(spec["pattern"], name))
+    if not matches:
+      unmatched.append(name)
+      return "unmatched"
+    if len(matches) > 1 and matches[0][0] == matches[1][0]:
+      ambiguous.append(f"{name} ({', '.join(g for _, g in matches)})")
+    return matches[0][1]
 
   labels = jax.tree_util.tree_map_with_path(label, params)
   if unmatched:
     raise ValueError(f"Parameters match no optimizer group: {unmatched[:10]}")
+  if ambiguous:
+    raise ValueError("Parameters match several optimizer groups; make their patterns "
+                     f"disjoint: {ambiguous[:10]}")
   return labels
 
 

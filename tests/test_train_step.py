@@ -101,3 +101,21 @@ def test_step_schedule_counts_updates():
   schedule = optim.make_schedule(1.0, 40, 0, "step", (25 / 40, 35 / 40), 0.1)
   assert [float(schedule(s)) for s in (0, 24, 25, 34, 35, 39)] == pytest.approx(
       [1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_groups_resolve_overlaps_by_rule_not_by_order():
+  params = {"pixelbert": {"pixel_encoder": {"backbone": {"stem": 0.0, "stages": 0.0}},
+                          "encoder": 0.0}}
+  groups = common.optimizer().groups.to_dict()
+  groups["frozen"]["pattern"] = "backbone/stem"  # also matched by `cnn` and `.*`
+  labels = optim.param_labels(params, groups)
+  assert labels["pixelbert"]["pixel_encoder"]["backbone"] == {"stem": "frozen",
+                                                                "stages": "cnn"}
+  assert labels["pixelbert"]["encoder"] == "transformer"
+  groups["frozen"]["pattern"] = "^$"
+  groups["head"] = dict(groups["transformer"], pattern="^pixelbert/encoder")  # beats .*
+  assert optim.param_labels(params, groups)["pixelbert"]["encoder"] == "head"
+  groups["head"]["pattern"] = "backbone/stem"  # overlaps `cnn`: which one is meant?
+  ambiguous = r"several optimizer groups.*stem \(cnn, head, transformer\)"
+  with pytest.raises(ValueError, match=ambiguous):
+    optim.param_labels(params, groups)
