@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "tokenizers>=0.23",
     "safetensors>=0.8",
     "pillow>=11",
+    "matplotlib>=3.8",
     "numpy>=2",
 ]
 
@@ -33,6 +34,10 @@ EXTRAS_REQUIRE = {
         "torch==2.14.1",
         "torchvision==0.29.1",
         "transformers>=5",
+        # The notebooks' test runs them in a Jupyter kernel.
+        "nbclient>=0.10",
+        "nbformat>=5.10",
+        "ipykernel>=6.29",
     ],
 }
 
