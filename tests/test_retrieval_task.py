@@ -101,6 +101,7 @@ def test_finetune_and_evaluate_through_the_entry_point(small_world, tmp_path):
   results = json.loads((finetuned / "final_eval.json").read_text())
   assert results["retrieval/num_images"] == 5 and results["retrieval/num_texts"] == 25
   assert results["retrieval/cnn_calls"] == 2  # ceil(5 / 4): once per image
+  assert results["retrieval/images_encoded"] == 5
   assert results["retrieval/pairs_scored"] == 5 * 25
   assert results["retrieval/num_unscored_images"] == 0
   assert 0 <= results["retrieval/full/rsum"] <= 600
@@ -164,6 +165,7 @@ def test_evaluator_scores_every_pair_once_per_image_features(fresh_model):
   full = evaluator.score_matrix(state)
   assert full.shape == (10, 50) and np.all(np.isfinite(full))
   assert evaluator.cnn_calls == 2 and evaluator.pairs_scored == 500  # 10 = 8 + 2
+  assert evaluator.images_encoded == 10
   texts = np.array([1, 20, 49])
   items, direct = _direct_scores(evaluator, model, texts)
   np.testing.assert_allclose(full[np.ix_(items, texts)], direct, rtol=1e-4, atol=1e-5)

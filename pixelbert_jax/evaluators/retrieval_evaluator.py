@@ -147,6 +147,7 @@ class RetrievalEvaluator:
     self.top_k = top_k
     self.num_folds = num_folds
     self.cnn_calls = 0  # over the evaluator's life: one per image batch per run
+    self.images_encoded = 0  # over the evaluator's life: real images through the CNN
     self.pairs_scored = 0  # by the last run
     self.pairs_per_s = 0.0
 
@@ -170,6 +171,7 @@ class RetrievalEvaluator:
       host = gather.to_host({k: outputs[k] for k in (SOURCE_INDEX_KEY, "valid",
                                                      "pixel_mean")})
       rows = np.flatnonzero(host["valid"])
+      self.images_encoded += len(rows)
       items = host[SOURCE_INDEX_KEY][rows].astype(np.int64)
       if means is None:
         means = np.full((self.num_images, host["pixel_mean"].shape[1]), np.nan, np.float32)
@@ -260,6 +262,7 @@ class RetrievalEvaluator:
     yield "num_texts", float(matrix.shape[1])
     yield "num_unscored_images", float(unscored)
     yield "cnn_calls", float(self.cnn_calls)
+    yield "images_encoded", float(self.images_encoded)
     yield "pairs_scored", float(self.pairs_scored)
     yield "pairs_per_s", float(self.pairs_per_s)
     yield from self.metrics(matrix)
