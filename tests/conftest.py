@@ -43,6 +43,17 @@ def trainer_overrides(world: str, steps: int) -> dict:
   }
 
 
+def override(config, overrides: dict):
+  """Sets dotted fields ("data.root") of an ml_collections config in place; returns it."""
+  for name, value in overrides.items():
+    *parents, leaf = name.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
 def restore_state(workdir, step: int):
   """A run's `state` item at `step`, onto this process's first device, whatever the
   device topology that wrote it."""

@@ -20,7 +20,7 @@ from etils import epath
 from flax import nnx
 from PIL import Image
 
-from conftest import REPO, trainer_overrides
+from conftest import REPO, override, trainer_overrides
 from pixelbert_jax import attention_maps, train
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import pipeline
@@ -35,15 +35,6 @@ VQA_IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
 ATOL = 1e-5
 
 
-def _override(config, overrides: dict):
-  for name, value in overrides.items():
-    *parents, leaf = name.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
-
 
 @pytest.fixture(scope="module")
 def runs(small_world, tmp_path_factory) -> dict[str, epath.Path]:
@@ -51,13 +42,13 @@ def runs(small_world, tmp_path_factory) -> dict[str, epath.Path]:
   root = epath.Path(tmp_path_factory.mktemp("inference_runs"))
   pretrain, vqa = root / "pretrain", root / "vqa"
   train.train_and_evaluate(
-      _override(pretrain_config.get_config("demo"), trainer_overrides(small_world, 1)),
+      override(pretrain_config.get_config("demo"), trainer_overrides(small_world, 1)),
       str(pretrain))
   # The demo's eval batch of 64 answers the 60 val questions in one call.
   overrides = {**trainer_overrides(small_world, 1), **VQA_IMAGES, "init_from": str(pretrain)}
   for unused in ("num_sampled_pixels", "eval_batches"):
     overrides.pop(unused)
-  train.train_and_evaluate(_override(vqa_config.get_config("demo"), overrides), str(vqa))
+  train.train_and_evaluate(override(vqa_config.get_config("demo"), overrides), str(vqa))
   return {"pretrain": pretrain, "vqa": vqa}
 
 

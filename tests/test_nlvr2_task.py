@@ -22,7 +22,7 @@ import pytest
 from etils import epath
 from flax import nnx
 
-from conftest import REPO, flat_arrays, restore_state, scalars, trainer_overrides
+from conftest import REPO, flat_arrays, override, restore_state, scalars, trainer_overrides
 from pixelbert_jax import train
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.evaluators import nlvr2_metric
@@ -38,15 +38,6 @@ WORLD_IMAGES = 160  # -> 6 dev examples
 EVAL_BATCH = 4
 IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
 
-
-def _override(config, overrides: dict):
-  for name, value in overrides.items():
-    *parents, leaf = name.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
 
 
 def _nlvr2_overrides(world: str, init: str) -> dict:
@@ -69,7 +60,7 @@ def _main(workdir, overrides: dict) -> None:
 
 def _pretrain(world: str, workdir: str) -> None:
   config = pretrain_config.get_config("demo")
-  train.train_and_evaluate(_override(config, {**trainer_overrides(world, 1), **IMAGES}),
+  train.train_and_evaluate(override(config, {**trainer_overrides(world, 1), **IMAGES}),
                            workdir)
 
 

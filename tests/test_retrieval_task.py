@@ -20,7 +20,7 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import REPO, flat_arrays, restore_state, scalars, trainer_overrides
+from conftest import REPO, flat_arrays, override, restore_state, scalars, trainer_overrides
 from pixelbert_jax import optim, sharding, train, train_state, train_step
 from pixelbert_jax.tasks import registry, retrieval
 
@@ -33,15 +33,6 @@ LR = 5e-4  # the demo's AdamW rate
 IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
 BACKBONE = "pixel_encoder']['backbone"
 
-
-def _override(config, overrides: dict):
-  for name, value in overrides.items():
-    *parents, leaf = name.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
 
 
 def _small(world: str) -> dict:
@@ -63,7 +54,7 @@ def _main(workdir, overrides: dict) -> None:
 
 def _pretrain(world: str, workdir: str) -> None:
   config = pretrain_config.get_config("demo")
-  train.train_and_evaluate(_override(config, {**trainer_overrides(world, 1), **IMAGES}),
+  train.train_and_evaluate(override(config, {**trainer_overrides(world, 1), **IMAGES}),
                            workdir)
 
 
@@ -125,7 +116,7 @@ def test_loss_uses_the_positive_and_the_five_hardest_negatives():
 def _in_process(world: str, workdir: str, **overrides):
   """(evaluator, state, model) of a freshly initialised demo model on 8 CPU devices,
   evaluating the 10 restval images in CNN batches of 8."""
-  config = _override(retrieval_config.get_config("demo"), {
+  config = override(retrieval_config.get_config("demo"), {
       **_small(world), "data.eval_split": "restval", "eval_batch_size": 8,
       "eval_pairs_per_call": 24, **overrides})
   setup = registry.make_setup(config, workdir)

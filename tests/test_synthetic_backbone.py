@@ -11,7 +11,7 @@ from configs import pretrain as pretrain_config
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.tools import synthetic_backbone
 from pixelbert_jax.weights import init_checkpoint
-from conftest import restore_state, trainer_overrides
+from conftest import override, restore_state, trainer_overrides
 
 
 def test_cell_targets_cover_the_drawn_object():
@@ -50,9 +50,8 @@ def test_training_lowers_the_loss():
 
 def test_init_synthetic_trains_once_and_loads_into_the_run(small_world, tmp_path):
   from pixelbert_jax import train  # pylint: disable=g-import-not-at-top
-  config = pretrain_config.get_config("demo")
-  config.update_from_flattened_dict(trainer_overrides(small_world, 1))
-  config.update_from_flattened_dict({
+  config = override(pretrain_config.get_config("demo"), trainer_overrides(small_world, 1))
+  override(config, {
       "init": "synthetic", "synthetic_backbone.steps": 2,
       "synthetic_backbone.num_scenes": 8, "synthetic_backbone.batch_size": 4,
       "checkpoint_every_steps": 1, "optimizer.groups.frozen.pattern": "backbone/"})

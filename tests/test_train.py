@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from conftest import REPO, scalars, trainer_overrides
+from conftest import REPO, override, scalars, trainer_overrides
 from pixelbert_jax import checkpointing, train
 
 sys.path.insert(0, REPO)
@@ -14,14 +14,8 @@ from configs import pretrain as pretrain_config  # noqa: E402
 
 
 def _config(world: str, steps: int, **extra):
-  config = pretrain_config.get_config("demo")
-  for name, value in {**trainer_overrides(world, steps), **extra}.items():
-    *parents, leaf = name.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return override(pretrain_config.get_config("demo"),
+                  {**trainer_overrides(world, steps), **extra})
 
 
 def test_few_steps_learn_write_metrics_and_checkpoint(small_world, tmp_path):

@@ -21,7 +21,7 @@ import pytest
 from etils import epath
 from flax import nnx
 
-from conftest import REPO, flat_arrays, restore_state, scalars, trainer_overrides
+from conftest import REPO, flat_arrays, override, restore_state, scalars, trainer_overrides
 from pixelbert_jax import train
 from pixelbert_jax.evaluators import gather, vqa_evaluator, vqa_metric
 from pixelbert_jax.tasks import init_from, registry
@@ -35,15 +35,6 @@ STEPS = 2
 HEAD_LR = 1e-3
 IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
 
-
-def _override(config, overrides: dict):
-  for name, value in overrides.items():
-    *parents, leaf = name.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
 
 
 def _vqa_overrides(world: str, init: str) -> dict:
@@ -67,7 +58,7 @@ def _main(workdir, overrides: dict, cache) -> None:
 
 def _pretrain(world: str, workdir: str) -> None:
   config = pretrain_config.get_config("demo")
-  train.train_and_evaluate(_override(config, {**trainer_overrides(world, 1), **IMAGES}),
+  train.train_and_evaluate(override(config, {**trainer_overrides(world, 1), **IMAGES}),
                            workdir)
 
 
@@ -98,7 +89,7 @@ def _check_body_and_head(pretrained, finetuned) -> None:
 def _check_mismatch_is_refused(pretrained, world) -> None:
   """A body of another shape names what does not fit (checked before any copy, so an
   abstract model serves)."""
-  config = _override(vqa_config.get_config("demo"), _vqa_overrides(world, ""))
+  config = override(vqa_config.get_config("demo"), _vqa_overrides(world, ""))
   config.model.pixel_pos_emb = True  # two more parameters than the checkpoint holds
   model_fn = registry.make_setup(config, str(pretrained.parent / "mismatch")).model_fn
   model = nnx.eval_shape(lambda: model_fn(nnx.Rngs(params=0, dropout=1)))

@@ -50,7 +50,9 @@ def _label_map(scene: synthetic.Scene, attribute: str, classes: tuple) -> Image.
     if obj.shape == "circle":
       draw.ellipse([obj.x - obj.r, obj.y - obj.r, obj.x + obj.r, obj.y + obj.r], fill=value)
     else:
-      draw.polygon(synthetic._polygon(obj.shape, obj.x, obj.y, obj.r, 0.0), fill=value)  # pylint: disable=protected-access
+      vertices = synthetic._polygon(  # pylint: disable=protected-access
+          obj.shape, obj.x, obj.y, obj.r, 0.0)
+      draw.polygon(vertices, fill=value)
   return label
 
 
