@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 from typing import Iterable, Mapping
 
+from etils import epath
+
 _BOOLEANS = {"true": True, "false": False}
 
 
@@ -76,10 +78,10 @@ def _parse_bool(text: str, where: str) -> bool:
   return value
 
 
-def read_labels(jsonl_path: str) -> dict[str, bool]:
+def read_labels(jsonl_path: str | epath.PathLike) -> dict[str, bool]:
   """identifier -> label of an official JSON-lines file (dev.json, test1.json)."""
   labels = {}
-  with open(jsonl_path, encoding="utf-8") as f:
+  with epath.Path(jsonl_path).open(encoding="utf-8") as f:
     for number, line in enumerate(f, 1):
       if line.strip():
         entry = json.loads(line)
@@ -87,18 +89,19 @@ def read_labels(jsonl_path: str) -> dict[str, bool]:
   return labels
 
 
-def write_predictions(path: str, predictions: Mapping[str, bool]) -> None:
-  """Writes the official CSV: "identifier,True" or "identifier,False" per line."""
-  with open(path, "w", encoding="utf-8") as f:
+def write_predictions(path: str | epath.PathLike, predictions: Mapping[str, bool]) -> None:
+  """Writes the official CSV: "identifier,True" or "identifier,False" per line (local
+  or `gs://` paths)."""
+  with epath.Path(path).open("w", encoding="utf-8") as f:
     for identifier, prediction in predictions.items():
       sentence_key(identifier)  # Refuse ids the official script would misread.
       f.write(f"{identifier},{bool(prediction)}\n")
 
 
-def read_predictions(path: str) -> dict[str, bool]:
+def read_predictions(path: str | epath.PathLike) -> dict[str, bool]:
   """identifier -> prediction from an official CSV; a repeated id is an error."""
   predictions = {}
-  with open(path, encoding="utf-8") as f:
+  with epath.Path(path).open(encoding="utf-8") as f:
     for number, line in enumerate(f, 1):
       if not line.strip():
         continue
