@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import portpicker
+import pytest
 from etils import epath
 
 from conftest import REPO, flat_arrays, restore_state, scalars, trainer_overrides
@@ -58,6 +59,22 @@ def test_two_processes_match_one(small_world, tmp_path):
   for (path, a), (_, b) in zip(flat_arrays(restore_state(tmp_path / "single", STEPS)),
                                flat_arrays(restore_state(tmp_path / "multi", STEPS))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=STEPS * 5e-4, err_msg=path)
+
+  # The single run's checkpoint, evaluated again by two processes (mode=eval): the
+  # evaluators gather every example once whatever the process count.
+  port = portpicker.pick_unused_port()
+  evaluators = [subprocess.Popen(
+      _command(small_world, tmp_path / "single",
+               [f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                f"--process_id={i}", "--config.mode=eval"]),
+      cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for i in range(2)]
+  for worker in evaluators:
+    output = worker.communicate(timeout=600)[0]
+    assert worker.returncode == 0, output[-3000:]
+  for tag in ("eval/mlm_accuracy", "eval/itm_accuracy", "eval/visual_words_true_image"):
+    trained, evaluated = scalars(tmp_path / "single", tag)
+    assert evaluated == pytest.approx(trained, abs=1e-6), tag
 
 
 def test_sigterm_to_one_process_stops_both_at_one_saved_step(small_world, tmp_path):
