@@ -39,14 +39,19 @@ def colour_masses(heat: np.ndarray, labels: np.ndarray, colour: str) -> tuple[fl
   return same, other
 
 
-def score_scene(predictor: Predictor, scene, image: np.ndarray, layers: str) -> list[dict]:
-  """One record per colour word of the scene's objects' captions."""
+def score_scene(predictor: Predictor, scene, image: np.ndarray, layers: str,
+                masked: bool = False) -> list[dict]:
+  """One record per colour word of the scene's objects' captions; with `masked`, the
+  colour word is replaced by [MASK] and the [MASK]'s attention is scored (where the
+  model looks to fill the colour in)."""
   labels = np.asarray(synthetic_backbone._label_map(  # pylint: disable=protected-access
       scene, "colour", synthetic_backbone.COLOUR_CLASSES))
   records = []
   for obj in scene.objects:
-    maps = attention_maps.compute(predictor, image, f"A {obj.size} {obj.name}.", layers)
-    heat = maps.maps[maps.tokens.index(obj.colour)]
+    word = "[MASK]" if masked else obj.colour
+    maps = attention_maps.compute(predictor, image, f"A {obj.size} {word} {obj.shape}.",
+                                  layers)
+    heat = maps.maps[maps.tokens.index(word)]
     same, other = colour_masses(heat, labels, obj.colour)
     area = colour_masses(np.ones_like(heat), labels, obj.colour)
     records.append(dict(same=same, other=other, hit=same > other,
@@ -69,13 +74,17 @@ def main() -> None:
   parser.add_argument("--scenes", type=int, default=200)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--layers", default="all", choices=("all", "last"))
+  parser.add_argument("--masked", action="store_true",
+                      help="score the attention of [MASK] in place of the colour word")
   args = parser.parse_args()
   predictor = Predictor(args.workdir)
   records = [r for i in range(args.scenes)
-             for r in score_scene(predictor, *scene_and_image(i, args.seed), args.layers)]
+             for r in score_scene(predictor, *scene_and_image(i, args.seed), args.layers,
+                                  args.masked)]
   result = summary(records)
   print(f"`python benchmarks/attention_grounding.py --workdir={args.workdir} "
-        f"--scenes={args.scenes} --layers={args.layers}`\n")
+        f"--scenes={args.scenes} --layers={args.layers}"
+        f"{' --masked' if args.masked else ''}`\n")
   print("| colour words | with other colours present | hit rate | uniform attention's "
         "hit rate | mass on own colour | mass on other objects |")
   print("| --- | --- | --- | --- | --- | --- |")
