@@ -39,19 +39,31 @@ def colour_masses(heat: np.ndarray, labels: np.ndarray, colour: str) -> tuple[fl
   return same, other
 
 
+# Which token of "A {size} {colour} {shape}." is scored against the object's colour.
+PROBES = ("colour", "masked-colour", "masked-shape")
+
+
+def _probe_caption(obj, probe: str) -> tuple[str, str]:
+  """The caption and the token whose attention is scored: the colour word itself, or
+  [MASK] in place of the colour (where the model looks to fill it in) or of the shape
+  (where it looks for the named colour's object to read the shape off)."""
+  colour = "[MASK]" if probe == "masked-colour" else obj.colour
+  shape = "[MASK]" if probe == "masked-shape" else obj.shape
+  token = "[MASK]" if probe.startswith("masked") else obj.colour
+  return f"A {obj.size} {colour} {shape}.", token
+
+
 def score_scene(predictor: Predictor, scene, image: np.ndarray, layers: str,
-                masked: bool = False) -> list[dict]:
-  """One record per colour word of the scene's objects' captions; with `masked`, the
-  colour word is replaced by [MASK] and the [MASK]'s attention is scored (where the
-  model looks to fill the colour in)."""
+                probe: str = "colour") -> list[dict]:
+  """One record per object of the scene: the probed token's attention mass on objects
+  of the object's colour against the mass on the other objects."""
   labels = np.asarray(synthetic_backbone._label_map(  # pylint: disable=protected-access
       scene, "colour", synthetic_backbone.COLOUR_CLASSES))
   records = []
   for obj in scene.objects:
-    word = "[MASK]" if masked else obj.colour
-    maps = attention_maps.compute(predictor, image, f"A {obj.size} {word} {obj.shape}.",
-                                  layers)
-    heat = maps.maps[maps.tokens.index(word)]
+    caption, token = _probe_caption(obj, probe)
+    maps = attention_maps.compute(predictor, image, caption, layers)
+    heat = maps.maps[maps.tokens.index(token)]
     same, other = colour_masses(heat, labels, obj.colour)
     area = colour_masses(np.ones_like(heat), labels, obj.colour)
     records.append(dict(same=same, other=other, hit=same > other,
@@ -74,17 +86,16 @@ def main() -> None:
   parser.add_argument("--scenes", type=int, default=200)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--layers", default="all", choices=("all", "last"))
-  parser.add_argument("--masked", action="store_true",
-                      help="score the attention of [MASK] in place of the colour word")
+  parser.add_argument("--probe", default="colour", choices=PROBES,
+                      help="the colour word, or [MASK] in place of the colour or shape")
   args = parser.parse_args()
   predictor = Predictor(args.workdir)
   records = [r for i in range(args.scenes)
              for r in score_scene(predictor, *scene_and_image(i, args.seed), args.layers,
-                                  args.masked)]
+                                  args.probe)]
   result = summary(records)
   print(f"`python benchmarks/attention_grounding.py --workdir={args.workdir} "
-        f"--scenes={args.scenes} --layers={args.layers}"
-        f"{' --masked' if args.masked else ''}`\n")
+        f"--scenes={args.scenes} --layers={args.layers} --probe={args.probe}`\n")
   print("| colour words | with other colours present | hit rate | uniform attention's "
         "hit rate | mass on own colour | mass on other objects |")
   print("| --- | --- | --- | --- | --- | --- |")

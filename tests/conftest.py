@@ -1,5 +1,6 @@
 """Test-wide set-up: 8 fake CPU devices, and one small synthetic world for trainer tests."""
 
+import importlib
 import os
 
 # Must happen before JAX initialises its backends.
@@ -9,7 +10,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 try:
   # PyTorch's triton (pulled in by transformers) crashes when its library loads after
   # TensorFlow's (clu's metric writers); loaded first, both work.
-  import triton  # noqa: E402,F401  # pylint: disable=unused-import
+  importlib.import_module("triton")
 except ImportError:
   pass
 

@@ -10,6 +10,7 @@ answers are right: one step trains nothing.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -203,6 +204,25 @@ def test_clear_errors(runs, pretrain_predictor, tmp_path):
   with pytest.raises(UnsupportedTaskError,
                      match=r"answer\(\) needs a VQA checkpoint.*'pretrain' task.*match"):
     pretrain_predictor.answer(str(garbage), "what colour?")
+
+
+def test_a_moved_run_keeps_its_tokenizer(runs, pretrain_predictor, val_examples, tmp_path):
+  """A workdir copied elsewhere, its synthetic world gone, still loads: the run kept
+  a copy of its vocabulary."""
+  moved = tmp_path / "moved"
+  shutil.copytree(runs["pretrain"], moved)
+  config = json.loads((moved / "config.json").read_text())
+  config["data"]["root"] = str(tmp_path / "world_gone")
+  (moved / "config.json").write_text(json.dumps(config))
+  predictor = Predictor(moved, batch_size=4, image_batch_size=4)
+  example, text = val_examples[0], "A large red circle."
+  assert predictor.encode_text([text])[0].tolist() == (
+      pretrain_predictor.encode_text([text])[0].tolist())
+  assert predictor.match(example.image_path, text) == pytest.approx(
+      pretrain_predictor.match(example.image_path, text), abs=ATOL)
+  shutil.rmtree(moved / "tokenizer")
+  with pytest.raises(FileNotFoundError, match="world_gone.*which is gone"):
+    Predictor(moved)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -220,6 +220,28 @@ def from_config(spec: str) -> Tokenizer:
   raise ValueError(f"unknown tokenizer kind {kind!r} in {spec!r}")
 
 
+SPEC_FILE = "spec.txt"  # in a saved copy's folder: "kind:file name"
+
+
+def save_copy(spec: str, folder: str | os.PathLike) -> None:
+  """Copies the vocabulary or model file that `spec` names into `folder`, with a spec
+  file naming the copy, so that a run's workdir carries the tokenizer it trained with."""
+  kind, _, path = spec.partition(":")
+  source, folder = epath.Path(path), epath.Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / source.name).write_bytes(source.read_bytes())
+  (folder / SPEC_FILE).write_text(f"{kind}:{source.name}\n")
+
+
+def load_copy(folder: str | os.PathLike) -> Tokenizer | None:
+  """The tokenizer `save_copy` left in `folder`, or None where there is none."""
+  spec_file = epath.Path(folder) / SPEC_FILE
+  if not spec_file.exists():
+    return None
+  kind, _, name = spec_file.read_text().strip().partition(":")
+  return from_config(f"{kind}:{epath.Path(folder) / name}")
+
+
 def _corpus_lines(corpus: Corpus) -> Iterator[str]:
   """Lines of text from a file, a list or tuple of files, or any other iterable of text.
 

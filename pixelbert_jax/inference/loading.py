@@ -3,7 +3,7 @@
 `load_run(path)` takes what a training run left behind, without reading any of its
 training data: `WORKDIR/config.json` (the config the run was started with),
 `WORKDIR/checkpoints/<step>/state` (its weights, read by `tasks.init_from`), the
-tokenizer the config names (or, for the synthetic world, the world's vocabulary) and,
+tokenizer the run copied into `WORKDIR/tokenizer/` (or the one its config names) and,
 for VQA, `WORKDIR/answer_vocab.json`. `path` may be the workdir, its checkpoints
 folder or one step folder (`WORKDIR/checkpoints/12`).
 """
@@ -65,10 +65,14 @@ def read_config(workdir: epath.Path) -> ml_collections.ConfigDict:
 
 def make_tokenizer(config, workdir: epath.Path,
                    spec: str | None = None) -> tokenizer_lib.Tokenizer:
-  """The run's tokenizer: `spec` if given, else what the config names, else the
-  synthetic world's vocabulary (which must still be where the run generated it)."""
+  """The run's tokenizer: `spec` if given, else the run's own copy in its workdir,
+  else what the config names, else the synthetic world's vocabulary (which must still
+  be where the run generated it; runs from before the copy existed need this)."""
   if spec:
     return tokenizer_lib.from_config(spec)
+  saved = tokenizer_lib.load_copy(workdir / pretrain_data.TOKENIZER_DIR)
+  if saved is not None:
+    return saved
   data_cfg = config.data
   if data_cfg.tokenizer or data_cfg.kind != "synthetic":
     return pretrain_data.make_tokenizer(data_cfg, None)

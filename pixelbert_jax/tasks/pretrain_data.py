@@ -48,12 +48,21 @@ def wait_for(marker: epath.Path, timeout_s: float = 1800) -> None:
     time.sleep(1)
 
 
-def make_tokenizer(data_cfg, world: dict | None) -> tokenizer_lib.Tokenizer:
+TOKENIZER_DIR = "tokenizer"  # a run's own copy of its tokenizer, inside its workdir
+
+
+def make_tokenizer(data_cfg, world: dict | None,
+                   workdir: str | None = None) -> tokenizer_lib.Tokenizer:
+  """The tokenizer the config names (or the synthetic world's vocabulary); with a
+  workdir, process 0 also keeps a copy there so that the run outlives its data."""
   spec = data_cfg.tokenizer or (f"wordpiece:{world['vocab']}" if world else "")
   if not spec:
     raise ValueError("config.data.tokenizer is required for real data, e.g. "
                      "wordpiece:/path/to/bert-base-uncased/vocab.txt")
-  return tokenizer_lib.from_config(spec)
+  tokenizer = tokenizer_lib.from_config(spec)
+  if workdir is not None and jax.process_index() == 0:
+    tokenizer_lib.save_copy(spec, epath.Path(workdir) / TOKENIZER_DIR)
+  return tokenizer
 
 
 def _karpathy(path, root, splits, skips):

@@ -17,7 +17,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
   data_cfg = config.data
   world = (pretrain_data.synthetic_world(data_cfg, workdir)
            if data_cfg.kind == "synthetic" else None)
-  tokenizer = pretrain_data.make_tokenizer(data_cfg, world)
+  tokenizer = pretrain_data.make_tokenizer(data_cfg, world, workdir)
   train, held_out, _ = pretrain_data.pretrain_examples(data_cfg, world)
   pipe_cfg = dict(data_cfg, global_batch_size=config.global_batch_size, num_epochs=None)
   train_iter = pipeline.pretrain_pipeline(train, tokenizer, pipe_cfg, seed=config.seed,

@@ -81,7 +81,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
   data_cfg = config.data
   world = (pretrain_data.synthetic_world(data_cfg, workdir)
            if data_cfg.kind == "synthetic" else None)
-  tokenizer = pretrain_data.make_tokenizer(data_cfg, world)
+  tokenizer = pretrain_data.make_tokenizer(data_cfg, world, workdir)
   train, items = read_data(data_cfg, world)
   pipe_cfg = dict(data_cfg, global_batch_size=config.global_batch_size, num_epochs=None)
   train_iter = pipeline.retrieval_train_pipeline(

@@ -86,7 +86,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
   data_cfg = config.data
   world = (pretrain_data.synthetic_world(data_cfg, workdir)
            if data_cfg.kind == "synthetic" else None)
-  tokenizer = pretrain_data.make_tokenizer(data_cfg, world)
+  tokenizer = pretrain_data.make_tokenizer(data_cfg, world, workdir)
   splits = _synthetic_splits(world) if world else _real_splits(data_cfg)
   train = read_split(splits["train"], "train", data_cfg.max_skip_fraction)
   held_out = read_split(splits["eval"], "eval", data_cfg.max_skip_fraction)

@@ -175,3 +175,16 @@ def test_from_config(handmade_vocab, sentencepiece_model):
   for bad in ("wordpiece", "bpe:/x", "wordpiece:"):
     with pytest.raises(ValueError):
       tok.from_config(bad)
+
+
+@pytest.mark.parametrize("kind", ["wordpiece_cased", "sentencepiece"])
+def test_saved_copy_encodes_like_the_original(kind, handmade_vocab, sentencepiece_model,
+                                              tmp_path):
+  source = handmade_vocab if kind.startswith("wordpiece") else sentencepiece_model
+  original = tok.from_config(f"{kind}:{source}")
+  assert tok.load_copy(tmp_path / "copy") is None
+  tok.save_copy(f"{kind}:{source}", tmp_path / "copy")
+  copy = tok.load_copy(tmp_path / "copy")
+  assert type(copy) is type(original)
+  text = "The red horse near the big dog"
+  np.testing.assert_array_equal(copy.encode(text, 16)[0], original.encode(text, 16)[0])
