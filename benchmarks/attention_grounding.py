@@ -9,6 +9,7 @@ objects; uniform attention hits as often as its colour covers more object area, 
 the table also shows that baseline.
 
   python benchmarks/attention_grounding.py --workdir=/tmp/pixelbert_demo [--scenes=200]
+      [--probe=masked-shape] [--per_head]
 """
 
 import argparse
@@ -53,7 +54,7 @@ def _probe_caption(obj, probe: str) -> tuple[str, str]:
   return f"A {obj.size} {colour} {shape}.", token
 
 
-def score_scene(predictor: Predictor, scene, image: np.ndarray, layers: str,
+def score_scene(predictor: Predictor, scene, image: np.ndarray, layers, heads="all",
                 probe: str = "colour") -> list[dict]:
   """One record per object of the scene: the probed token's attention mass on objects
   of the object's colour against the mass on the other objects."""
@@ -62,7 +63,7 @@ def score_scene(predictor: Predictor, scene, image: np.ndarray, layers: str,
   records = []
   for obj in scene.objects:
     caption, token = _probe_caption(obj, probe)
-    maps = attention_maps.compute(predictor, image, caption, layers)
+    maps = attention_maps.compute(predictor, image, caption, layers, heads)
     heat = maps.maps[maps.tokens.index(token)]
     same, other = colour_masses(heat, labels, obj.colour)
     area = colour_masses(np.ones_like(heat), labels, obj.colour)
@@ -80,28 +81,39 @@ def summary(records: list[dict]) -> dict:
               mass_other=mean("other"))
 
 
+def _row(name: str, result: dict) -> str:
+  return (f"| {name} | {result['words']} | {result['contested']} | {result['hit_rate']:.3f} "
+          f"| {result['uniform_hit_rate']:.3f} | {result['mass_same']:.3f} | "
+          f"{result['mass_other']:.3f} |")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="a pre-training (or any) run")
   parser.add_argument("--scenes", type=int, default=200)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--layers", default="all", choices=("all", "last"))
+  parser.add_argument("--per_head", action="store_true",
+                      help="a row for every layer and head instead of their average")
   parser.add_argument("--probe", default="colour", choices=PROBES,
                       help="the colour word, or [MASK] in place of the colour or shape")
   args = parser.parse_args()
   predictor = Predictor(args.workdir)
-  records = [r for i in range(args.scenes)
-             for r in score_scene(predictor, *scene_and_image(i, args.seed), args.layers,
-                                  args.probe)]
-  result = summary(records)
+  scenes = [scene_and_image(i, args.seed) for i in range(args.scenes)]
+  spec = predictor.model_config.transformer
+  choices = ([(f"layer {l} head {h}", [l], [h]) for l in range(spec.num_layers)
+              for h in range(spec.heads)] if args.per_head
+             else [(f"{args.layers} layers", args.layers, "all")])
   print(f"`python benchmarks/attention_grounding.py --workdir={args.workdir} "
-        f"--scenes={args.scenes} --layers={args.layers} --probe={args.probe}`\n")
-  print("| colour words | with other colours present | hit rate | uniform attention's "
-        "hit rate | mass on own colour | mass on other objects |")
-  print("| --- | --- | --- | --- | --- | --- |")
-  print(f"| {result['words']} | {result['contested']} | {result['hit_rate']:.3f} | "
-        f"{result['uniform_hit_rate']:.3f} | {result['mass_same']:.3f} | "
-        f"{result['mass_other']:.3f} |")
+        f"--scenes={args.scenes} --layers={args.layers} --probe={args.probe}"
+        f"{' --per_head' if args.per_head else ''}`\n")
+  print("| attention of | words | with other colours present | hit rate | uniform "
+        "attention's hit rate | mass on own colour | mass on other objects |")
+  print("| --- | --- | --- | --- | --- | --- | --- |")
+  for name, layers, heads in choices:
+    records = [r for scene, image in scenes
+               for r in score_scene(predictor, scene, image, layers, heads, args.probe)]
+    print(_row(name, summary(records)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Where each word looks: text-to-pixel attention maps of a trained checkpoint.
 
 For an image and a text, every layer's attention probabilities from each text token
-([CLS] and the word pieces; not [SEP]) to the pixel tokens are averaged over heads and
-over the chosen layers, renormalised over the pixel tokens that see the image (the
+([CLS] and the word pieces; not [SEP]) to the pixel tokens are averaged over the chosen
+heads and layers, renormalised over the pixel tokens that see the image (the
 rest of the attention went to text tokens), laid out on the feature grid, and
 upsampled to the image. `save_overlays` draws each map over the image (one PNG per
 token, plus `grid.png` with all of them).
@@ -38,17 +38,18 @@ class AttentionMaps:
   image: np.ndarray  # uint8 (H, W, 3), the image as given (after EXIF rotation)
 
 
-def choose_layers(num_layers: int, layers: str | Sequence[int]) -> list[int]:
-  """"all", "last" or explicit layer indices (negative ones count from the end)."""
-  if layers == "all":
-    return list(range(num_layers))
-  if layers == "last":
-    return [num_layers - 1]
-  if isinstance(layers, str):
-    raise ValueError(f"layers must be 'all', 'last' or indices, got {layers!r}")
-  chosen = [int(i) % num_layers for i in layers if -num_layers <= int(i) < num_layers]
-  if not chosen or len(chosen) != len(layers):
-    raise ValueError(f"layers {list(layers)} are not all in [0, {num_layers})")
+def choose(count: int, which: str | Sequence[int], what: str = "layers") -> list[int]:
+  """Indices of the layers (or heads) to average: "all", "last" or explicit ones
+  (negative ones count from the end)."""
+  if which == "all":
+    return list(range(count))
+  if which == "last":
+    return [count - 1]
+  if isinstance(which, str):
+    raise ValueError(f"{what} must be 'all', 'last' or indices, got {which!r}")
+  chosen = [int(i) % count for i in which if -count <= int(i) < count]
+  if not chosen or len(chosen) != len(which):
+    raise ValueError(f"{what} {list(which)} are not all in [0, {count})")
   return chosen
 
 
@@ -84,10 +85,13 @@ def upsample(grid: np.ndarray, stride: int, resized_hw: tuple[int, int],
 
 
 def compute(predictor: Predictor, image: inputs.ImageInput, text: str,
-            layers: str | Sequence[int] = "all") -> AttentionMaps:
-  """The attention maps of `text`'s tokens over `image` (see the module docstring)."""
+            layers: str | Sequence[int] = "all",
+            heads: str | Sequence[int] = "all") -> AttentionMaps:
+  """The attention maps of `text`'s tokens over `image` (see the module docstring),
+  averaged over the chosen layers and heads."""
   probs, text_mask, features = predictor.text_to_pixel_attention(image, text)
-  probs = probs[choose_layers(probs.shape[0], layers)]
+  probs = probs[choose(probs.shape[0], layers)]
+  probs = probs[:, choose(probs.shape[1], heads, "heads")]
   token_ids, _ = predictor.encode_text([text])
   chosen = text_mask & (token_ids[0] != predictor.run.tokenizer.sep_id)
   rows = np.flatnonzero(chosen)
@@ -135,10 +139,10 @@ def save_overlays(maps: AttentionMaps, out_dir: str | epath.PathLike) -> list[st
 
 
 def attention_maps(predictor: Predictor, image: inputs.ImageInput, text: str, *,
-                   layers: str | Sequence[int] = "all",
+                   layers: str | Sequence[int] = "all", heads: str | Sequence[int] = "all",
                    out_dir: str | epath.PathLike | None = None) -> AttentionMaps:
   """`compute`, and `save_overlays` into `out_dir` if one is given."""
-  maps = compute(predictor, image, text, layers)
+  maps = compute(predictor, image, text, layers, heads)
   if out_dir is not None:
     save_overlays(maps, out_dir)
   return maps

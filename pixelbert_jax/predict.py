@@ -5,7 +5,7 @@ r"""Command line inference on a trained run; prints JSON to stdout.
   python -m pixelbert_jax.predict --workdir=W rank --text="a black cat" --images=a.jpg,b.jpg
   python -m pixelbert_jax.predict --workdir=W rank --image=cat.jpg --texts "a cat" "two dogs"
   python -m pixelbert_jax.predict --workdir=W attention --image=cat.jpg --text="a cat" \
-      --out_dir=/tmp/maps [--layers=last]
+      --out_dir=/tmp/maps [--layers=last] [--heads=0,2]
 
 `--workdir` is a training workdir, its checkpoints folder or one step folder. A user
 error (a missing run or image, an image that cannot be decoded, a command the run's
@@ -53,8 +53,21 @@ def parser() -> argparse.ArgumentParser:
   attention.add_argument("--image", required=True)
   attention.add_argument("--text", required=True)
   attention.add_argument("--out_dir", required=True)
-  attention.add_argument("--layers", default="all", choices=("all", "last"))
+  for which in ("layers", "heads"):
+    attention.add_argument(f"--{which}", default="all", type=_indices,
+                           help=f"{which} to average: all, last or indices like 0,2")
   return main
+
+
+def _indices(value: str) -> str | list[int]:
+  """"all", "last" or comma-separated indices (checked against the model later)."""
+  if value in ("all", "last"):
+    return value
+  try:
+    return [int(i) for i in value.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected all, last or comma-separated integers, got {value!r}") from None
 
 
 def _rank(predictor: Predictor, args) -> dict:
@@ -79,7 +92,7 @@ def run(args) -> dict:
     return {"score": predictor.match(args.image, args.text)}
   if args.command == "rank":
     return _rank(predictor, args)
-  maps = attention_maps.compute(predictor, args.image, args.text, args.layers)
+  maps = attention_maps.compute(predictor, args.image, args.text, args.layers, args.heads)
   files = attention_maps.save_overlays(maps, args.out_dir)
   return {"tokens": maps.tokens, "files": files}
 

@@ -22,7 +22,7 @@ from flax import nnx
 from PIL import Image
 
 from conftest import REPO, override, trainer_overrides
-from pixelbert_jax import attention_maps, train
+from pixelbert_jax import attention_maps, predict, train
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import pipeline
 from pixelbert_jax.data.readers import vqa as vqa_reader
@@ -187,6 +187,15 @@ def test_attention_maps(pretrain_predictor, val_examples, tmp_path):
   last = attention_maps.compute(pretrain_predictor, image, text, layers="last")
   np.testing.assert_allclose(last.grid.sum(axis=(1, 2)), 1.0, atol=ATOL)
   assert not np.allclose(last.grid, maps.grid)
+  spec = pretrain_predictor.model_config.transformer
+  every = attention_maps.compute(pretrain_predictor, image, text,
+                                 layers=list(range(spec.num_layers)),
+                                 heads=list(range(-spec.heads, 0)))
+  np.testing.assert_array_equal(every.grid, maps.grid)
+  one_head = attention_maps.compute(pretrain_predictor, image, text, heads=[1])
+  assert not np.allclose(one_head.grid, maps.grid)
+  with pytest.raises(ValueError, match=rf"heads \[{spec.heads}\] are not all in"):
+    attention_maps.compute(pretrain_predictor, image, text, heads=[spec.heads])
 
 
 def test_clear_errors(runs, pretrain_predictor, tmp_path):
@@ -248,3 +257,16 @@ def test_cli(runs, vqa_predictor, val_examples, tmp_path):
   assert "Traceback" not in failed.stderr
   assert failed.stderr.strip().splitlines()[-1] == (
       f"error: No such workdir or checkpoint: {tmp_path / 'no_such_run'}")
+
+
+def test_cli_attention_heads(runs, val_examples, tmp_path, capsys):
+  arguments = [f"--workdir={runs['pretrain']}", "attention",
+               f"--image={val_examples[0].image_path}", "--text=a red circle",
+               f"--out_dir={tmp_path}", "--layers=last"]
+  args = predict.parser().parse_args(arguments + ["--heads=0,-1"])
+  assert args.heads == [0, -1]
+  result = predict.run(args)
+  assert len(result["files"]) == len(result["tokens"]) + 1
+  with pytest.raises(SystemExit):
+    predict.parser().parse_args(arguments + ["--heads=first"])
+  assert "comma-separated integers, got 'first'" in capsys.readouterr().err
