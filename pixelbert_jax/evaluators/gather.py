@@ -11,11 +11,17 @@ Values travel through the devices, so 64-bit integers are cut to 32 bits unless
 than 64-bit ids.
 """
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+
+# The pipeline's position of each example in the split; the eval step overwrites
+# `example_index` with positions in the batch, so it travels under this name.
+SOURCE_INDEX_KEY = "source_index"
 
 
 def to_host(tree: Any) -> Any:
@@ -33,3 +39,30 @@ def valid_rows(tree: Any, valid_key: str = "valid") -> dict[str, np.ndarray]:
   rows = to_host(tree)
   keep = rows.pop(valid_key).astype(bool)
   return {name: value[keep] for name, value in rows.items()}
+
+
+def count_valid(batch) -> dict:
+  """The `counts_fn` of a per-example evaluation: how many rows are real examples."""
+  return {"examples": jnp.sum(batch["valid"].astype(jnp.int32))}
+
+
+def per_example(make_iterator: Callable[[], Iterator], eval_step, to_global, state,
+                output_key: str, host_only: tuple[str, ...] = ()) -> dict[int, tuple]:
+  """{position in the split: (output, per-example loss)} over a whole split.
+
+  Every batch carries its examples' positions under SOURCE_INDEX_KEY through the eval
+  step; `host_only` fields (e.g. 64-bit ids) stay off the devices. An example seen
+  twice is an error: the pipeline's padding must never repeat one.
+  """
+  found = {}
+  key = jax.random.key(0)  # Evaluation draws nothing at random.
+  for batch in make_iterator():
+    batch = {k: v for k, v in batch.items() if k not in host_only}
+    batch[SOURCE_INDEX_KEY] = batch["example_index"]
+    outputs, _ = eval_step(state, to_global(batch), key)
+    rows = valid_rows(outputs)
+    for index, output, loss in zip(rows[SOURCE_INDEX_KEY], rows[output_key], rows["loss"]):
+      if int(index) in found:
+        raise RuntimeError(f"example {index} was evaluated twice")
+      found[int(index)] = (output, float(loss))
+  return found

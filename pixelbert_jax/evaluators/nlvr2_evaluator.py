@@ -16,7 +16,6 @@ percent) come from `nlvr2_metric.score` over the labelled examples.
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from etils import epath
@@ -25,9 +24,7 @@ from pixelbert_jax.data import records
 from pixelbert_jax.evaluators import gather, nlvr2_metric
 from pixelbert_jax.tasks import nlvr2
 
-# The pipeline's position of each example in the split; the eval step overwrites
-# `example_index` with positions in the batch, so it travels under this name.
-SOURCE_INDEX_KEY = "source_index"
+SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY
 
 
 def make_eval_fns():
@@ -41,10 +38,7 @@ def make_eval_fns():
             "loss": nlvr2.example_losses(pair_logits, batch["label"]),
             SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
 
-  def counts_fn(batch):
-    return {"examples": jnp.sum(batch["valid"].astype(jnp.int32))}
-
-  return eval_fn, counts_fn
+  return eval_fn, gather.count_valid
 
 
 class Nlvr2Evaluator:
@@ -61,18 +55,9 @@ class Nlvr2Evaluator:
 
   def predict(self, state) -> dict[int, tuple[bool, float]]:
     """{position in the split: (prediction, per-example loss)} over the whole split."""
-    predicted = {}
-    key = jax.random.key(0)
-    for batch in self.make_iterator():
-      batch = {**batch, SOURCE_INDEX_KEY: batch["example_index"]}
-      outputs, _ = self.eval_step(state, self.to_global(batch), key)
-      rows = gather.valid_rows(outputs)
-      for index, prediction, loss in zip(rows[SOURCE_INDEX_KEY], rows["prediction"],
-                                         rows["loss"]):
-        if int(index) in predicted:
-          raise RuntimeError(f"example {index} was evaluated twice")
-        predicted[int(index)] = (bool(prediction), float(loss))
-    return predicted
+    found = gather.per_example(self.make_iterator, self.eval_step, self.to_global, state,
+                               "prediction")
+    return {index: (bool(output), loss) for index, (output, loss) in found.items()}
 
   def write(self, predictions: dict[str, bool], step: int) -> epath.Path:
     path = self.workdir / f"nlvr2_predictions_step{step}.csv"

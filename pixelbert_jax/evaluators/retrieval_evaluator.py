@@ -35,8 +35,7 @@ from absl import logging
 from pixelbert_jax.evaluators import gather, retrieval_metric
 from pixelbert_jax.tasks import retrieval
 
-# The item each image row belongs to; the eval step overwrites `example_index`.
-SOURCE_INDEX_KEY = "source_index"
+SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY  # here: the item each image row belongs to
 LOG_EVERY_S = 30.0
 
 

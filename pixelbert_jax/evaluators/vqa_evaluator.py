@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from etils import epath
@@ -27,9 +26,7 @@ from pixelbert_jax.data import records
 from pixelbert_jax.evaluators import gather, vqa_metric
 from pixelbert_jax.tasks import vqa
 
-# The pipeline's position of each example in the split; the eval step overwrites
-# `example_index` with positions in the batch, so it travels under this name.
-SOURCE_INDEX_KEY = "source_index"
+SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY
 
 
 def make_eval_fns():
@@ -43,10 +40,7 @@ def make_eval_fns():
             "loss": vqa.example_losses(answer_logits, batch["targets"]),
             SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
 
-  def counts_fn(batch):
-    return {"examples": jnp.sum(batch["valid"].astype(jnp.int32))}
-
-  return eval_fn, counts_fn
+  return eval_fn, gather.count_valid
 
 
 def official_structures(examples: Sequence[records.VqaExample]) -> tuple[dict, dict]:
@@ -80,19 +74,10 @@ class VqaEvaluator:
 
   def predict(self, state) -> dict[int, tuple[int, float]]:
     """{position in the split: (answer index, per-example loss)} over the whole split."""
-    predicted = {}
-    key = jax.random.key(0)
-    for batch in self.make_iterator():
-      batch = {k: v for k, v in batch.items() if k != "question_id"}  # int64: host only
-      batch[SOURCE_INDEX_KEY] = batch["example_index"]
-      outputs, _ = self.eval_step(state, self.to_global(batch), key)
-      rows = gather.valid_rows(outputs)
-      for index, answer, loss in zip(rows[SOURCE_INDEX_KEY], rows["answer_index"],
-                                     rows["loss"]):
-        if int(index) in predicted:
-          raise RuntimeError(f"example {index} was evaluated twice")
-        predicted[int(index)] = (int(answer), float(loss))
-    return predicted
+    # question_id is int64: it stays on the host.
+    found = gather.per_example(self.make_iterator, self.eval_step, self.to_global, state,
+                               "answer_index", host_only=("question_id",))
+    return {index: (int(output), loss) for index, (output, loss) in found.items()}
 
   def results(self, predicted: dict) -> list[dict]:
     """The EvalAI results list, in the split's order; unanswered questions get the
