@@ -24,7 +24,10 @@ without one). Training reads Karpathy's train + restval (COCO) or train (Flickr3
 and evaluates on the test split: COCO 5K, plus COCO 1K as the 5-fold average
 (`eval_folds`), Flickr30K 1K. Evaluation scores every (image, caption) pair with the
 full model, the CNN once per image; `eval_top_k` > 0 scores only a cheap first
-stage's top-k candidates (see `evaluators/retrieval_evaluator.py`). `demo` fine-tunes
+stage's top-k candidates (see `evaluators/retrieval_evaluator.py`). That first stage,
+two projections of the pooled pixel tokens and the pooled caption embeddings, trains
+beside the ranking loss on its own contrastive loss (`first_stage`; not part of the
+paper, and its gradients stop before the body, so the paper's training is unchanged). `demo` fine-tunes
 the tiny model on the synthetic world's Flickr30K-style split.
 """
 
@@ -52,6 +55,8 @@ def get_config(variant: str = "coco") -> ml_collections.ConfigDict:
   config.eval_batch_size = 64
   config.eval_pairs_per_call = 512
   config.eval_top_k = 0  # 0: score every pair; k > 0: two-stage
+  # The two-stage mode's first stage, trained beside the ranking loss (not in the paper).
+  config.first_stage = dict(dim=256, temperature=0.07, loss_weight=1.0)
   config.eval_folds = 5  # COCO 1K; 1 for none
   # Every evaluation scores the whole eval split (config.eval_batches is not used).
   config.eval_every_steps = 100_000  # at the end only: COCO 5K is ~125M pairs
@@ -88,3 +93,4 @@ def _demo(config: ml_collections.ConfigDict) -> None:
   config.global_batch_size = 16
   config.eval_batch_size = 32
   config.eval_pairs_per_call = 256
+  config.first_stage.dim = 64

@@ -86,8 +86,9 @@ def test_finetune_and_evaluate_through_the_entry_point(small_world, tmp_path):
   _main(finetuned, {**_small(small_world), "init_from": pretrained,
                     "num_train_steps": STEPS, "log_every_steps": 1,
                     "eval_batch_size": 4, "eval_pairs_per_call": 16})
-  losses = scalars(finetuned, "retrieval_loss")
-  assert len(losses) == STEPS and np.all(np.isfinite(losses))
+  for name in ("retrieval_loss", "first_stage_loss"):
+    losses = scalars(finetuned, name)
+    assert len(losses) == STEPS and np.all(np.isfinite(losses))
   _check_weights(pretrained, finetuned)
   results = json.loads((finetuned / "final_eval.json").read_text())
   assert results["retrieval/num_images"] == 5 and results["retrieval/num_texts"] == 25
@@ -111,6 +112,43 @@ def test_loss_uses_the_positive_and_the_five_hardest_negatives():
     used = np.zeros(21, bool)
     used[[0, *hardest]] = True
     assert np.all(grads[row][~used] == 0) and np.all(grads[row][used] != 0)
+
+
+def _contrastive(logits: np.ndarray, target: int) -> float:
+  return float(-logits[target] + np.log(np.sum(np.exp(logits))))
+
+
+def test_first_stage_loss_by_hand():
+  """3 images x 2 captions, image 2 padding: it is nobody's negative and has no loss."""
+  rng = np.random.default_rng(0)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  images, texts = unit(rng.normal(size=(3, 4))), unit(rng.normal(size=(3, 2, 4)))
+  valid = np.array([True, True, False])
+  losses, right = retrieval.first_stage_losses(jnp.asarray(images, jnp.float32),
+                                               jnp.asarray(texts, jnp.float32),
+                                               jnp.asarray(valid), temperature=0.5)
+  for b in (0, 1):
+    to_texts = images[b] @ texts[:2].reshape(4, 4).T / 0.5  # the valid rows' captions
+    to_images = texts[b, 0] @ images[:2].T / 0.5
+    expected = 0.5 * (_contrastive(to_texts, 2 * b) + _contrastive(to_images, b))
+    np.testing.assert_allclose(losses[b], expected, rtol=1e-5)
+    assert bool(right[b]) == (int(np.argmax(to_texts)) == 2 * b)
+
+
+def test_first_stage_trains_only_itself(fresh_model):
+  """Its gradients stop at the pooled embeddings: the body trains as in the paper."""
+  model = fresh_model[2]
+  rng = np.random.default_rng(1)
+  batch = {"images": jnp.asarray(rng.integers(0, 256, (3, 64, 64, 3)), jnp.uint8),
+           "image_sizes": jnp.asarray([[64, 64]] * 3, jnp.int32),
+           "token_ids": jnp.asarray(rng.integers(5, 50, (3, 4, 6)), jnp.int32),
+           "text_mask": jnp.ones((3, 4, 6), bool), "valid": jnp.ones(3, bool)}
+  loss_fn = retrieval.make_loss_fn(num_hard=3, frozen_backbone=True)
+  grads = nnx.jit(nnx.grad(lambda m: loss_fn(m, batch, None)["first_stage_loss"]))(model)
+  flat = dict(flat_arrays(nnx.to_pure_dict(grads)))
+  own = lambda path: "'first_stage'" in path
+  assert all(np.all(v == 0) for p, v in flat.items() if not own(p))
+  assert optax.tree.norm({p: v for p, v in flat.items() if own(p)}) > 0
 
 
 def _in_process(world: str, workdir: str, **overrides):

@@ -11,11 +11,12 @@ so the host sends only two int32 index vectors per call.
 
 Modes:
 * full (`top_k` 0): every pair is scored, as the paper does;
-* two-stage (`top_k` > 0): a cheap first stage ranks by the cosine similarity of
-  mean-pooled pixel tokens and mean-pooled text embeddings (the Transformer's input
-  embeddings, not trained to align, so its recall should be checked against a full
-  run); only each image's top-k captions and each caption's top-k images are scored
-  by the model, the other pairs score -inf. Metric names carry the mode.
+* two-stage (`top_k` > 0): a cheap first stage ranks by the cosine similarity of the
+  model's first-stage embeddings (projections of the mean pixel token and of the
+  caption's mean input embedding, trained contrastively beside the ranking loss; see
+  `tasks/retrieval.py`); only each image's top-k captions and each caption's top-k
+  images are scored by the model, the other pairs score -inf. Metric names carry the
+  mode.
 
 Images that could not be loaded are left unscored (-inf), so they count as misses.
 Every process gets every score (`gather`); index vectors are split across processes
@@ -39,23 +40,15 @@ SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY  # here: the item each image row belo
 LOG_EVERY_S = 30.0
 
 
-def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-  """(B, L, D), (B, L) -> (B, D) float32 mean over the True positions."""
-  weights = mask.astype(jnp.float32)[..., None]
-  total = jnp.sum(values.astype(jnp.float32) * weights, axis=1)
-  return total / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
-
-
 def _encode_images(model: retrieval.RetrievalModel, batch: dict) -> dict:
   pixels, mask = model.pixelbert.encode_pixels(batch["images"], batch["image_sizes"])
   return {"pixel_tokens": pixels, "pixel_mask": mask,
-          "pixel_mean": _masked_mean(pixels, mask),
+          "image_embedding": model.image_embedding(pixels, mask),
           SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
 
 
 def _embed_texts(model: retrieval.RetrievalModel, batch: dict) -> dict:
-  text = model.pixelbert.text_embedder(batch["token_ids"])
-  return {"text_mean": _masked_mean(text, batch["text_mask"])}
+  return {"text_embedding": model.text_embedding(batch["token_ids"], batch["text_mask"])}
 
 
 def _score_pairs(model: retrieval.RetrievalModel, batch: dict) -> dict:
@@ -159,36 +152,37 @@ class RetrievalEvaluator:
     return outputs
 
   def encode_images(self, state) -> tuple[list[ImageBlock], np.ndarray]:
-    """Runs the CNN once per image batch; (cached blocks, (num_images, D) mean pixel
-    token per item, NaN where the image was not loaded)."""
-    blocks, means = [], None
+    """Runs the CNN once per image batch; (cached blocks, (num_images, E) first-stage
+    embedding per item, NaN where the image was not loaded)."""
+    blocks, embeddings = [], None
     for batch in self.make_image_iterator():
       batch = {"images": batch["images"], "image_sizes": batch["image_sizes"],
                "valid": batch["valid"], SOURCE_INDEX_KEY: batch["example_index"]}
       outputs = self._call(state, self.to_global(batch))
       self.cnn_calls += 1
       host = gather.to_host({k: outputs[k] for k in (SOURCE_INDEX_KEY, "valid",
-                                                     "pixel_mean")})
+                                                     "image_embedding")})
       rows = np.flatnonzero(host["valid"])
       self.images_encoded += len(rows)
       items = host[SOURCE_INDEX_KEY][rows].astype(np.int64)
-      if means is None:
-        means = np.full((self.num_images, host["pixel_mean"].shape[1]), np.nan, np.float32)
-      if not np.all(np.isnan(means[items, 0])):
+      if embeddings is None:
+        embeddings = np.full((self.num_images, host["image_embedding"].shape[1]), np.nan,
+                             np.float32)
+      if not np.all(np.isnan(embeddings[items, 0])):
         raise RuntimeError(f"images {items} were encoded twice")
-      means[items] = host["pixel_mean"][rows]
+      embeddings[items] = host["image_embedding"][rows]
       blocks.append(ImageBlock(outputs["pixel_tokens"], outputs["pixel_mask"], rows, items))
-    return blocks, means
+    return blocks, embeddings
 
   def embed_texts(self, state) -> np.ndarray:
-    """(num_texts, D) mean text embeddings, for the first stage."""
+    """(num_texts, E) first-stage caption embeddings."""
     count = len(self.texts["token_ids"])
     chunks = []
     for start in range(0, count, self.pairs_per_call):
       rows = {k: self.texts[k][start:start + self.pairs_per_call]
               for k in ("token_ids", "text_mask")}
       outputs = self._call(state, self.to_global(process_share(rows, self.pairs_per_call)))
-      chunks.append(gather.to_host(outputs)["text_mean"][:len(rows["token_ids"])])
+      chunks.append(gather.to_host(outputs)["text_embedding"][:len(rows["token_ids"])])
     return np.concatenate(chunks)
 
   def token_table(self) -> dict:
@@ -234,14 +228,14 @@ class RetrievalEvaluator:
 
   def score_matrix(self, state) -> np.ndarray:
     """The (num_images, num_texts) float32 scores; -inf where a pair is not scored."""
-    blocks, image_means = self.encode_images(state)
+    blocks, image_embeddings = self.encode_images(state)
     logging.info("Retrieval: %d images encoded in %d CNN calls", sum(
         len(b.rows) for b in blocks), len(blocks))
     candidates = None
     if self.top_k > 0:
-      encoded = ~np.isnan(image_means[:, 0])
+      encoded = ~np.isnan(image_embeddings[:, 0])
       candidates = np.zeros((self.num_images, len(self.texts["token_ids"])), bool)
-      candidates[encoded] = candidate_pairs(image_means[encoded], self.embed_texts(state),
+      candidates[encoded] = candidate_pairs(image_embeddings[encoded], self.embed_texts(state),
                                             self.top_k)
     pairs = [self.block_pairs(block, candidates) for block in blocks]
     progress = Progress(sum(len(rows) for rows, _ in pairs), self.mode)

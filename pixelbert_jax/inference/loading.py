@@ -100,11 +100,13 @@ def build_model(config, vocab_size: int, num_answers: int | None) -> nnx.Module:
   # Imported here so that each task's model code loads only when it is used.
   from pixelbert_jax.tasks import nlvr2, pretrain, retrieval, vqa  # pylint: disable=g-import-not-at-top
   model_config = registry.model_config(config, vocab_size)
+  first_stage = config.get("first_stage") or {}  # absent in runs from before it
   builders = {
       "pretrain": lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs),
       "vqa": lambda rngs: vqa.VqaModel(model_config, num_answers, rngs=rngs),
       "nlvr2": lambda rngs: nlvr2.Nlvr2Model(model_config, rngs=rngs),
-      "retrieval": lambda rngs: retrieval.RetrievalModel(model_config, rngs=rngs),
+      "retrieval": lambda rngs: retrieval.RetrievalModel(
+          model_config, rngs=rngs, first_stage_dim=first_stage.get("dim")),
   }
   if config.task not in builders:
     raise ValueError(f"Unknown task {config.task!r} in the run's config")

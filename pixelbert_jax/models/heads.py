@@ -52,6 +52,30 @@ class ScoreHead(nnx.Module):
     return self.dense(pooled)[:, 0].astype(jnp.float32)
 
 
+class DualEmbedding(nnx.Module):
+  """Two linear maps into one space, for retrieval's cheap first stage: pooled pixel
+  tokens and pooled caption embeddings (both from before the cross-modal Transformer)
+  become unit vectors whose dot product ranks the candidates."""
+
+  def __init__(self, hidden: int, dim: int, *, dtype: Any, rngs: nnx.Rngs,
+               init_std: float = layers.BERT_INIT_STD):
+    self.image_proj = layers.dense(hidden, dim, ("embed", None), dtype=dtype, rngs=rngs,
+                                   init_std=init_std)
+    self.text_proj = layers.dense(hidden, dim, ("embed", None), dtype=dtype, rngs=rngs,
+                                  init_std=init_std)
+
+  @staticmethod
+  def _unit(x: jax.Array) -> jax.Array:
+    x = x.astype(jnp.float32)
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+
+  def embed_images(self, pooled_pixels: jax.Array) -> jax.Array:
+    return self._unit(self.image_proj(pooled_pixels))
+
+  def embed_texts(self, pooled_text: jax.Array) -> jax.Array:
+    return self._unit(self.text_proj(pooled_text))
+
+
 class MLPClassifier(nnx.Module):
   """Two-layer MLP (dense, GELU, LayerNorm, dense), as UNITER / ViLT use for VQA / NLVR2."""
 

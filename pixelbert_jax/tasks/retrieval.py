@@ -13,8 +13,18 @@ With `stop_backbone_gradients`, the backbone's parameters also enter the step th
 `stop_gradient`, so XLA never runs the CNN's backward pass and the global gradient
 norm (clipping, `l2_grads`) counts only the parameters that train.
 
-Loss normalisation: the cross-entropy is averaged over the valid images of the global
-batch; padding and skipped images (`valid` False) count in neither sum nor count.
+The first stage of two-stage evaluation trains beside it (`first_stage_losses`): the
+mean pixel token and each caption's mean input embedding, both taken before the
+Transformer and with gradients stopped, are projected into one space and trained with
+a symmetric contrastive loss over the batch (each image against every caption of the
+batch, each positive caption against every image). Stopping the gradients keeps the
+cross-encoder's training the paper's; only global-norm clipping sees both. Its
+in-batch negatives make it the one term that gradient accumulation does not split
+exactly: each micro-batch contrasts only its own rows.
+
+Loss normalisation: each loss is averaged over the valid images of the global batch;
+padding and skipped images (`valid` False) count in neither sum nor count, and are no
+one's negatives.
 """
 
 import jax
@@ -26,19 +36,51 @@ from pixelbert_jax.models import heads, layers
 from pixelbert_jax.models.pixelbert import PixelBert
 from pixelbert_jax.models.variants import ModelConfig
 
-# The objective: the one loss term, at weight 1.
-LOSS_WEIGHTS = {"retrieval_loss": 1.0}
 NUM_HARD_NEGATIVES = 5
+FIRST_STAGE_DIM = 256
+FIRST_STAGE_TEMPERATURE = 0.07  # CLIP's and ALBEF's starting value
+
+
+def loss_weights(first_stage_weight: float = 1.0) -> dict[str, float]:
+  """The objective: the ranking loss, plus the first stage's contrastive loss."""
+  return {"retrieval_loss": 1.0, "first_stage_loss": first_stage_weight}
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  """(..., L, D), (..., L) -> (..., D) float32 mean over the True positions."""
+  weights = mask.astype(jnp.float32)[..., None]
+  total = jnp.sum(values.astype(jnp.float32) * weights, axis=-2)
+  return total / jnp.maximum(jnp.sum(weights, axis=-2), 1.0)
 
 
 class RetrievalModel(nnx.Module):
-  """The Pixel-BERT body with a one-logit (image, text) score head."""
+  """The Pixel-BERT body with a one-logit (image, text) score head, and the two-stage
+  evaluation's first stage."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs,
+               first_stage_dim: int | None = FIRST_STAGE_DIM):
+    """`first_stage_dim` None builds no first stage, as runs before it had: their
+    two-stage mode compares the pooled embeddings themselves."""
     dtype = layers.compute_dtype(config.dtype)
+    hidden, init_std = config.transformer.hidden, config.transformer.init_std
     self.pixelbert = PixelBert(config, rngs=rngs)
-    self.score_head = heads.ScoreHead(config.transformer.hidden, dtype=dtype, rngs=rngs,
-                                      init_std=config.transformer.init_std)
+    self.score_head = heads.ScoreHead(hidden, dtype=dtype, rngs=rngs, init_std=init_std)
+    self.first_stage = heads.DualEmbedding(
+        hidden, first_stage_dim, dtype=dtype, rngs=rngs,
+        init_std=init_std) if first_stage_dim else None
+
+  def image_embedding(self, pixel_tokens: jax.Array, pixel_mask: jax.Array) -> jax.Array:
+    """(B, P, D) pixel tokens -> (B, E) first-stage unit vectors."""
+    pooled = jax.lax.stop_gradient(masked_mean(pixel_tokens, pixel_mask))
+    return self.first_stage.embed_images(pooled) if self.first_stage else pooled
+
+  def text_embedding(self, token_ids: jax.Array, text_mask: jax.Array) -> jax.Array:
+    """(..., T) captions -> (..., E) first-stage unit vectors (no Transformer)."""
+    length = token_ids.shape[-1]
+    embedded = self.pixelbert.text_embedder(token_ids.reshape(-1, length))
+    pooled = masked_mean(embedded, text_mask.reshape(-1, length))
+    pooled = jax.lax.stop_gradient(pooled.reshape(token_ids.shape[:-1] + pooled.shape[-1:]))
+    return self.first_stage.embed_texts(pooled) if self.first_stage else pooled
 
   def score_pairs(self, pixel_tokens: jax.Array, pixel_mask: jax.Array,
                   token_ids: jax.Array, text_mask: jax.Array) -> jax.Array:
@@ -49,8 +91,13 @@ class RetrievalModel(nnx.Module):
   def __call__(self, token_ids: jax.Array, text_mask: jax.Array, images: jax.Array,
                image_sizes: jax.Array) -> jax.Array:
     """(B, C, T) captions per image and (B, H, W, 3) uint8 images -> (B, C) scores."""
-    batch, captions = token_ids.shape[:2]
     pixels, pixel_mask = self.pixelbert.encode_pixels(images, image_sizes)
+    return self.caption_scores(pixels, pixel_mask, token_ids, text_mask)
+
+  def caption_scores(self, pixels: jax.Array, pixel_mask: jax.Array,
+                     token_ids: jax.Array, text_mask: jax.Array) -> jax.Array:
+    """(B, P, D) pixel tokens and (B, C, T) captions per image -> (B, C) scores."""
+    batch, captions = token_ids.shape[:2]
     # Row b * C + c pairs image b with its caption c: the CNN ran once per image.
     scores = self.score_pairs(jnp.repeat(pixels, captions, axis=0),
                               jnp.repeat(pixel_mask, captions, axis=0),
@@ -69,31 +116,62 @@ def hardest_negative_losses(scores: jax.Array,
       logits, jnp.zeros(scores.shape[0], jnp.int32))
 
 
+def first_stage_losses(image_emb: jax.Array, text_emb: jax.Array, valid: jax.Array,
+                       temperature: float = FIRST_STAGE_TEMPERATURE
+                       ) -> tuple[jax.Array, jax.Array]:
+  """(B, E) images, (B, C, E) captions (each image's own first), (B,) valid ->
+  ((B,) symmetric contrastive losses, (B,) whether each image's nearest caption of
+  the batch is its own)."""
+  batch, captions = text_emb.shape[:2]
+  valid = valid.astype(bool)
+  never = jnp.finfo(jnp.float32).min  # invalid rows are nobody's negatives
+  all_texts = text_emb.reshape(batch * captions, -1)
+  to_texts = jnp.where(jnp.repeat(valid, captions)[None],
+                       image_emb @ all_texts.T / temperature, never)
+  own_text = jnp.arange(batch) * captions
+  to_images = jnp.where(valid[None], text_emb[:, 0] @ image_emb.T / temperature, never)
+  cross_entropy = optax.softmax_cross_entropy_with_integer_labels
+  losses = 0.5 * (cross_entropy(to_texts, own_text)
+                  + cross_entropy(to_images, jnp.arange(batch)))
+  return losses, jnp.argmax(to_texts, axis=1) == own_text
+
+
 def stop_backbone_gradients(model: RetrievalModel) -> None:
   """Feeds the CNN's parameters through `stop_gradient` (see the module docstring)."""
   backbone = model.pixelbert.pixel_encoder.backbone
   nnx.update(backbone, jax.tree.map(jax.lax.stop_gradient, nnx.state(backbone, nnx.Param)))
 
 
-def make_loss_fn(num_hard: int = NUM_HARD_NEGATIVES, frozen_backbone: bool = True):
-  """`loss_fn(model, batch, key)` -> {"retrieval_loss", "retrieval_accuracy"} sums."""
+def make_loss_fn(num_hard: int = NUM_HARD_NEGATIVES, frozen_backbone: bool = True,
+                 temperature: float = FIRST_STAGE_TEMPERATURE):
+  """`loss_fn(model, batch, key)` -> the ranking and first-stage losses and accuracies,
+  summed over the valid images."""
 
   def loss_fn(model: RetrievalModel, batch: dict, key: jax.Array) -> dict:
     del key  # No pixel sampling; dropout draws from the model's own stream.
     if frozen_backbone:
       stop_backbone_gradients(model)
-    scores = model(batch["token_ids"], batch["text_mask"], batch["images"],
-                   batch["image_sizes"])
+    pixels, pixel_mask = model.pixelbert.encode_pixels(batch["images"],
+                                                       batch["image_sizes"])
+    scores = model.caption_scores(pixels, pixel_mask, batch["token_ids"],
+                                  batch["text_mask"])
+    first_losses, first_right = first_stage_losses(
+        model.image_embedding(pixels, pixel_mask),
+        model.text_embedding(batch["token_ids"], batch["text_mask"]), batch["valid"],
+        temperature)
     valid = batch["valid"].astype(jnp.float32)
     # Accuracy: the positive outscores all N negatives (R@1 among 1 + N captions).
     right = (jnp.argmax(scores, axis=1) == 0).astype(jnp.float32)
     return {"retrieval_loss": jnp.sum(hardest_negative_losses(scores, num_hard) * valid),
-            "retrieval_accuracy": jnp.sum(right * valid)}
+            "retrieval_accuracy": jnp.sum(right * valid),
+            "first_stage_loss": jnp.sum(first_losses * valid),
+            "first_stage_accuracy": jnp.sum(first_right.astype(jnp.float32) * valid)}
 
   return loss_fn
 
 
 def counts_fn(batch: dict) -> dict:
-  """Both sums are per valid image of the global batch."""
+  """Every sum is per valid image of the global batch."""
   valid = jnp.sum(batch["valid"].astype(jnp.float32))
-  return {"retrieval_loss": valid, "retrieval_accuracy": valid}
+  return {name: valid for name in ("retrieval_loss", "retrieval_accuracy",
+                                   "first_stage_loss", "first_stage_accuracy")}

@@ -103,9 +103,12 @@ def make_setup(config, workdir: str) -> registry.Setup:
         num_folds=config.eval_folds)}
 
   return registry.Setup(
-      model_fn=lambda rngs: retrieval.RetrievalModel(model_config, rngs=rngs),
-      loss_fn=retrieval.make_loss_fn(config.num_hard_negatives, frozen_backbone=frozen),
-      counts_fn=retrieval.counts_fn, loss_weights=retrieval.LOSS_WEIGHTS,
+      model_fn=lambda rngs: retrieval.RetrievalModel(
+          model_config, rngs=rngs, first_stage_dim=config.first_stage.dim),
+      loss_fn=retrieval.make_loss_fn(config.num_hard_negatives, frozen_backbone=frozen,
+                                     temperature=config.first_stage.temperature),
+      counts_fn=retrieval.counts_fn,
+      loss_weights=retrieval.loss_weights(config.first_stage.loss_weight),
       eval_fns=retrieval_evaluator.make_eval_fns(), train_iterator=train_iter,
       batches_per_epoch=train_iter.batches_per_epoch, make_evaluators=make_evaluators,
       init_modules=lambda model: init_checkpoint.component_modules(model.pixelbert),
