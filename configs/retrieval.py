@@ -72,9 +72,13 @@ def get_config(variant: str = "coco") -> ml_collections.ConfigDict:
 
 def _optimizer(opt: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The paper freezes the CNN: its parameters join the `frozen` group; the rest of
-  the body and the score head (its own group, for its learning rate) use AdamW."""
+  the body, the score head (its own group, for its learning rate) and the first stage
+  use AdamW."""
   opt.groups.frozen.pattern = BACKBONE
   del opt.groups["cnn"]
+  # The first stage is not the paper's: its own rate, and clipped apart from the body.
+  opt.groups.first_stage = dict(opt.groups.transformer, pattern="^first_stage/",
+                                lr=1e-3, clip_separately=1.0)
   return common.with_head_group(opt, "^score_head/")
 
 

@@ -6,6 +6,11 @@ any other overlap is an error, so the outcome never depends on the groups' order
 (ml_collections lists keys sorted, not as written). A frozen group gets no updates.
 Schedules count optimiser updates (never micro-batches), so gradient accumulation leaves
 the recipe's epochs-based decay points where the paper put them.
+
+Gradients are clipped by their global norm before the groups' optimisers. A group with
+`clip_separately` is left out of that norm and clipped by its own: an auxiliary part
+trained beside the recipe (retrieval's first stage) then cannot shrink the recipe's
+updates.
 """
 
 import re
@@ -91,6 +96,10 @@ def _group_transform(spec: Mapping, schedule: Schedule, mask) -> optax.GradientT
   kind = spec["optimizer"]
   if kind == "frozen":
     return optax.set_to_zero()
+  if spec.get("clip_separately"):
+    own_clip = optax.clip_by_global_norm(spec["clip_separately"])
+    return optax.chain(own_clip, _group_transform(dict(spec, clip_separately=0),
+                                                  schedule, mask))
   if kind == "sgd":
     # PyTorch's SGD adds weight decay to the gradient before momentum; so do we.
     return optax.chain(optax.add_decayed_weights(spec["weight_decay"], mask),
@@ -114,9 +123,14 @@ def make_optimizer(config, params, total_steps: int
   mask = _decay_mask(opt.no_decay_pattern)
   transforms = {name: _group_transform(spec, schedules[name], mask)
                 for name, spec in groups.items()}
-  tx = optax.multi_transform(transforms, param_labels(params, groups))
+  labels = param_labels(params, groups)
+  tx = optax.multi_transform(transforms, labels)
   if opt.clip_grad_norm > 0:
-    tx = optax.chain(optax.clip_by_global_norm(opt.clip_grad_norm), tx)
+    clip = optax.clip_by_global_norm(opt.clip_grad_norm)
+    apart = {name for name, spec in groups.items() if spec.get("clip_separately")}
+    if apart:
+      clip = optax.masked(clip, jax.tree.map(lambda label: label not in apart, labels))
+    tx = optax.chain(clip, tx)
   return tx, {n: s for n, s in schedules.items() if groups[n]["optimizer"] != "frozen"}
 
 

@@ -119,3 +119,19 @@ def test_groups_resolve_overlaps_by_rule_not_by_order():
   ambiguous = r"several optimizer groups.*stem \(cnn, head, transformer\)"
   with pytest.raises(ValueError, match=ambiguous):
     optim.param_labels(params, groups)
+
+
+def test_a_group_clipped_separately_leaves_the_global_norm_alone():
+  """With plain SGD at rate 1, an update is minus the clipped gradient."""
+  config = common.base("pretrain")
+  config.optimizer = common.optimizer()
+  config.optimizer.update(warmup_steps=0, schedule="constant", clip_grad_norm=1.0)
+  groups = config.optimizer.groups
+  groups.transformer.update(optimizer="sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+  groups.aux = dict(groups.transformer.to_dict(), pattern="^aux", clip_separately=2.0)
+  params = {"body": np.zeros(2, np.float32), "aux": np.zeros(2, np.float32)}
+  grads = {"body": np.array([3.0, 4.0], np.float32), "aux": np.array([0.0, 30.0], np.float32)}
+  tx, _ = optim.make_optimizer(config, params, 10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["body"], [-0.6, -0.8], rtol=1e-6)  # norm 5 -> 1
+  np.testing.assert_allclose(updates["aux"], [0.0, -2.0], rtol=1e-6)  # its own norm 30 -> 2
