@@ -17,8 +17,9 @@ The first stage of two-stage evaluation trains beside it (`first_stage_losses`):
 mean pixel token and each caption's mean input embedding, both taken before the
 Transformer and with gradients stopped, are projected into one space and trained with
 a symmetric contrastive loss over the batch (each image against every caption of the
-batch, each positive caption against every image). Stopping the gradients keeps the
-cross-encoder's training the paper's; only global-norm clipping sees both. Its
+batch, each positive caption against every image). Stopping the gradients, and the
+first stage's own optimiser group clipped apart (`clip_separately` in
+configs/retrieval.py), keep the cross-encoder's training exactly the paper's. Its
 in-batch negatives make it the one term that gradient accumulation does not split
 exactly: each micro-batch contrasts only its own rows.
 
