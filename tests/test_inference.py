@@ -22,7 +22,7 @@ from flax import nnx
 from PIL import Image
 
 from conftest import REPO, override, trainer_overrides
-from pixelbert_jax import attention_maps, predict, train
+from pixelbert_jax import attention_maps, export, predict, train
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import pipeline
 from pixelbert_jax.data.readers import vqa as vqa_reader
@@ -270,3 +270,35 @@ def test_cli_attention_heads(runs, val_examples, tmp_path, capsys):
   with pytest.raises(SystemExit):
     predict.parser().parse_args(arguments + ["--heads=first"])
   assert "comma-separated integers, got 'first'" in capsys.readouterr().err
+
+
+def _folder_bytes(folder: epath.Path) -> int:
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder)
+             for f in files)
+
+
+def test_export_serves_like_the_run(runs, vqa_predictor, val_examples, tmp_path, capsys):
+  """The export answers exactly as the run does, at a fraction of its size; bfloat16
+  answers nearly so; an export never overwrites."""
+  out = tmp_path / "vqa_export"
+  export.main([f"--run={runs['vqa']}", f"--out={out}"])
+  assert json.loads(capsys.readouterr().out)["state"].endswith("checkpoints/1/state")
+  step = runs["vqa"] / "checkpoints" / "1"
+  assert _folder_bytes(out) < 0.5 * _folder_bytes(step)
+  example = val_examples[0]
+  expected = vqa_predictor.answer(example.image_path, example.question, top_k=3)
+  exported = Predictor(out, batch_size=4, image_batch_size=4)
+  assert exported.answer(example.image_path, example.question, top_k=3) == expected
+
+  half = export.export(runs["vqa"], tmp_path / "half", dtype="bfloat16")
+  assert _folder_bytes(half.parent.parent.parent) < 0.7 * _folder_bytes(out)
+  scores = Predictor(tmp_path / "half").answer(example.image_path, example.question, 3)
+  np.testing.assert_allclose([s for _, s in scores], [s for _, s in expected], atol=0.02)
+  with pytest.raises(FileExistsError, match="vqa_export exists"):
+    export.export(runs["vqa"], out)
+  no_tokenizer = tmp_path / "old_run"
+  shutil.copytree(runs["pretrain"], no_tokenizer)
+  shutil.rmtree(no_tokenizer / "tokenizer")
+  with pytest.raises(FileNotFoundError, match="pass --tokenizer"):
+    export.export(no_tokenizer, tmp_path / "never")
+  assert not (tmp_path / "never").exists()
