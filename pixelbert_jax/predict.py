@@ -4,6 +4,8 @@ r"""Command line inference on a trained run; prints JSON to stdout.
   python -m pixelbert_jax.predict --workdir=W match --image=cat.jpg --text="a black cat"
   python -m pixelbert_jax.predict --workdir=W rank --text="a black cat" --images=a.jpg,b.jpg
   python -m pixelbert_jax.predict --workdir=W rank --image=cat.jpg --texts "a cat" "two dogs"
+  python -m pixelbert_jax.predict --workdir=W judge --left=a.jpg --right=b.jpg \
+      --statement="both images contain a red circle."
   python -m pixelbert_jax.predict --workdir=W attention --image=cat.jpg --text="a cat" \
       --out_dir=/tmp/maps [--layers=last] [--heads=0,2]
 
@@ -49,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
   rank.add_argument("--images", nargs="+", help="paths, comma-separated or one each")
   rank.add_argument("--image", help="with --texts")
   rank.add_argument("--texts", nargs="+", help="one argument per text")
+  judge = commands.add_parser("judge", help="is the statement true of the pair? (NLVR2)")
+  judge.add_argument("--left", required=True, help="the left image")
+  judge.add_argument("--right", required=True, help="the right image")
+  judge.add_argument("--statement", required=True)
   attention = commands.add_parser("attention", help="text-to-pixel attention overlays")
   attention.add_argument("--image", required=True)
   attention.add_argument("--text", required=True)
@@ -92,6 +98,9 @@ def run(args) -> dict:
     return {"score": predictor.match(args.image, args.text)}
   if args.command == "rank":
     return _rank(predictor, args)
+  if args.command == "judge":
+    score = predictor.judge(args.left, args.right, args.statement)
+    return {"true_probability": score, "label": score > 0.5}
   maps = attention_maps.compute(predictor, args.image, args.text, args.layers, args.heads)
   files = attention_maps.save_overlays(maps, args.out_dir)
   return {"tokens": maps.tokens, "files": files}

@@ -25,11 +25,14 @@ from conftest import REPO, override, trainer_overrides
 from pixelbert_jax import attention_maps, export, predict, train
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import pipeline
+from pixelbert_jax.data.readers import nlvr2 as nlvr2_reader
 from pixelbert_jax.data.readers import vqa as vqa_reader
 from pixelbert_jax.inference import Predictor, UnsupportedTaskError, inputs
+from pixelbert_jax.tasks import nlvr2
 
 sys.path.insert(0, REPO)
 from configs import pretrain as pretrain_config  # noqa: E402
+from configs import nlvr2 as nlvr2_config  # noqa: E402
 from configs import vqa as vqa_config  # noqa: E402
 
 VQA_IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
@@ -39,9 +42,9 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def runs(small_world, tmp_path_factory) -> dict[str, epath.Path]:
-  """{"pretrain": workdir, "vqa": workdir}, each with one step's checkpoint."""
+  """{"pretrain", "vqa", "nlvr2"}: workdirs, each with one step's checkpoint."""
   root = epath.Path(tmp_path_factory.mktemp("inference_runs"))
-  pretrain, vqa = root / "pretrain", root / "vqa"
+  pretrain, vqa, nlvr2 = root / "pretrain", root / "vqa", root / "nlvr2"
   train.train_and_evaluate(
       override(pretrain_config.get_config("demo"), trainer_overrides(small_world, 1)),
       str(pretrain))
@@ -50,7 +53,10 @@ def runs(small_world, tmp_path_factory) -> dict[str, epath.Path]:
   for unused in ("num_sampled_pixels", "eval_batches"):
     overrides.pop(unused)
   train.train_and_evaluate(override(vqa_config.get_config("demo"), overrides), str(vqa))
-  return {"pretrain": pretrain, "vqa": vqa}
+  overrides.update({"eval_batch_size": 8, "optimizer.groups.head.lr": 1e-3})
+  train.train_and_evaluate(override(nlvr2_config.get_config("demo"), overrides),
+                           str(nlvr2))
+  return {"pretrain": pretrain, "vqa": vqa, "nlvr2": nlvr2}
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +276,35 @@ def test_cli_attention_heads(runs, val_examples, tmp_path, capsys):
   with pytest.raises(SystemExit):
     predict.parser().parse_args(arguments + ["--heads=first"])
   assert "comma-separated integers, got 'first'" in capsys.readouterr().err
+
+
+def test_judge_agrees_with_the_nlvr2_model(runs, small_world, capsys):
+  """judge() scores each image of the pair apart and joins their pooled vectors, as
+  the NLVR2 model does on a batch of its own evaluation pipeline."""
+  predictor = Predictor(runs["nlvr2"], batch_size=4, image_batch_size=4)
+  world = epath.Path(small_world) / "nlvr2"
+  examples = list(nlvr2_reader.read_nlvr2(world / "dev.json", world / "images"))[:4]
+  cfg = dict(predictor.run.config.data, global_batch_size=len(examples), num_workers=0)
+  batch = next(pipeline.nlvr2_pipeline(examples, predictor.run.tokenizer, cfg, seed=0,
+                                       training=False))
+  logits = np.asarray(nnx.jit(nlvr2.logits)(predictor.run.model, batch))
+  rows = np.flatnonzero(batch["valid"])
+  chosen = [examples[i] for i in batch["example_index"][rows]]
+  found = predictor.judge_batch([e.left_path for e in chosen],
+                                [e.right_path for e in chosen], [e.sentence for e in chosen])
+  expected = np.asarray(jax.nn.softmax(logits[rows], axis=-1)[:, 1])
+  np.testing.assert_allclose(found, expected, atol=ATOL)
+
+  first = chosen[0]
+  predict.main([f"--workdir={runs['nlvr2']}", "judge", f"--left={first.left_path}",
+                f"--right={first.right_path}", f"--statement={first.sentence}"])
+  printed = json.loads(capsys.readouterr().out)
+  assert printed["true_probability"] == pytest.approx(found[0], abs=ATOL)
+  assert printed["label"] == (found[0] > 0.5)
+  with pytest.raises(UnsupportedTaskError, match=r"judge\(\) needs an? NLVR2 checkpoint"):
+    Predictor(runs["vqa"]).judge(first.left_path, first.right_path, first.sentence)
+  with pytest.raises(UnsupportedTaskError, match=r"match\(\) needs.*'nlvr2' task.*judge"):
+    predictor.match(first.left_path, first.sentence)
 
 
 def _folder_bytes(folder: epath.Path) -> int:

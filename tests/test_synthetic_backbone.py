@@ -17,7 +17,7 @@ from conftest import override, restore_state, trainer_overrides
 def test_cell_targets_cover_the_drawn_object():
   red_circle = synthetic.SceneObject("circle", "red", "large", x=24.0, y=24.0, r=8.0)
   scene = synthetic.Scene(64, 64, "dark", (red_circle,))
-  label = np.asarray(synthetic_backbone._label_map(
+  label = np.asarray(synthetic_backbone.label_map(
       scene, "colour", synthetic_backbone.COLOUR_CLASSES))
   shares = synthetic_backbone._cell_shares(label, len(synthetic_backbone.COLOUR_CLASSES), 16)
   red = synthetic_backbone.COLOUR_CLASSES.index("red")

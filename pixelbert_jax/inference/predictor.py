@@ -3,6 +3,7 @@
     predictor = Predictor("/tmp/vqa_demo")
     predictor.answer("cat.jpg", "what colour is the cat?", top_k=3)
     Predictor("/tmp/pixelbert_demo").rank_texts("cat.jpg", ["a cat", "two dogs"])
+    Predictor("/tmp/nlvr2_demo").judge("left.jpg", "right.jpg", "both have a cat.")
 
 The model is loaded once (`loading.load_run`) and split into two jitted pieces, as
 the retrieval evaluator does: the CNN runs once per distinct image (pixel tokens are
@@ -11,7 +12,9 @@ head scores (image, text) pairs in batches. Batches are padded to a power of two
 to `batch_size`, and pairs are grouped by image bucket, so each piece compiles once
 per (bucket, batch shape). Scores are sigmoid probabilities: the VQA head was trained
 with BCE, the ITM head with a binary loss; a retrieval head was trained to rank, so
-its sigmoid orders pairs but is not calibrated.
+its sigmoid orders pairs but is not calibrated. An NLVR2 statement is judged as the
+model was trained: (left, statement) and (right, statement) through the Transformer
+separately, their pooled vectors concatenated into the pair head's softmax.
 """
 
 import collections
@@ -32,10 +35,16 @@ SUPPORTED = {
     "vqa": ("answer", "attention maps"),
     "pretrain": ("match", "rank_images", "rank_texts", "attention maps"),
     "retrieval": ("match", "rank_images", "rank_texts", "attention maps"),
-    "nlvr2": ("attention maps",),
+    "nlvr2": ("judge", "attention maps"),
 }
-# The head on the pooled [CLS] that scores a pair, per task.
-PAIR_HEADS = {"vqa": "vqa_head", "pretrain": "itm_head", "retrieval": "score_head"}
+# The head on the pooled [CLS] that scores a pair, per task; NLVR2's head takes two
+# pairs' pooled vectors, so its pair piece stops at the pooled vector.
+PAIR_HEADS = {"vqa": "vqa_head", "pretrain": "itm_head", "retrieval": "score_head",
+              "nlvr2": None}
+# Who can do what a method needs: its task and the tasks whose heads also serve it.
+_SERVES = {"vqa": ("vqa",), "pretrain": ("pretrain", "retrieval"), "nlvr2": ("nlvr2",)}
+_CHECKPOINT_KIND = {"vqa": "VQA", "pretrain": "pre-training or retrieval",
+                    "nlvr2": "NLVR2"}
 
 
 class UnsupportedTaskError(ValueError):
@@ -59,7 +68,13 @@ def _pair_outputs(graphdef, head: str, state, pixel_tokens, pixel_mask, token_id
                   text_mask):
   model = nnx.merge(graphdef, state)
   _, aux = model.pixelbert(token_ids, text_mask, pixel_tokens, pixel_mask)
-  return getattr(model, head)(aux["pooled"])
+  return aux["pooled"] if head is None else getattr(model, head)(aux["pooled"])
+
+
+def _nlvr2_pair_logits(graphdef, state, left_pooled, right_pooled):
+  """(B, 2) false/true logits from the two images' pooled vectors, left first."""
+  model = nnx.merge(graphdef, state)
+  return model.nlvr2_head(jnp.concatenate([left_pooled, right_pooled], axis=-1))
 
 
 def _text_to_pixel_attention(graphdef, state, pixel_tokens, pixel_mask, token_ids,
@@ -112,12 +127,13 @@ class Predictor:
     self.pair_fn = (jax.jit(functools.partial(_pair_outputs, graphdef,
                                               PAIR_HEADS[self.task]))
                     if self.task in PAIR_HEADS else None)
+    self.nlvr2_fn = (jax.jit(functools.partial(_nlvr2_pair_logits, graphdef))
+                     if self.task == "nlvr2" else None)
 
   def _require(self, method: str, task: str) -> None:
-    if self.task != task and not (task == "pretrain" and self.task == "retrieval"):
-      needed = "VQA" if task == "vqa" else "pre-training or retrieval"
+    if self.task not in _SERVES[task]:
       raise UnsupportedTaskError(
-          f"{method}() needs a {needed} checkpoint, but {self.run.workdir} was trained "
+          f"{method}() needs a {_CHECKPOINT_KIND[task]} checkpoint, but {self.run.workdir} was trained "
           f"for the {self.task!r} task, which supports: {', '.join(SUPPORTED[self.task])}")
 
   # ---- Images: the CNN once per distinct image. ----
@@ -166,7 +182,8 @@ class Predictor:
 
   def pair_logits(self, images: Sequence[inputs.ImageInput],
                   texts: Sequence[str]) -> np.ndarray:
-    """The head's float32 logits for pairs (images[i], texts[i]): (N,) or (N, answers)."""
+    """The head's float32 logits for pairs (images[i], texts[i]): (N,) or (N, answers);
+    for NLVR2 runs the pooled vectors (N, hidden) that its pair head takes."""
     if len(images) != len(texts):
       raise ValueError(f"{len(images)} images but {len(texts)} texts")
     if not texts:
@@ -220,6 +237,24 @@ class Predictor:
     """(index into `texts`, match probability), best match first."""
     self._require("rank_texts", "pretrain")
     return _ranking(_sigmoid(self.pair_logits([image] * len(texts), texts)))
+
+  def judge_batch(self, lefts: Sequence[inputs.ImageInput],
+                  rights: Sequence[inputs.ImageInput],
+                  statements: Sequence[str]) -> list[float]:
+    """For each (left, right, statement), the probability that the statement is true
+    of the image pair (NLVR2 runs)."""
+    self._require("judge", "nlvr2")
+    if len(lefts) != len(rights):
+      raise ValueError(f"{len(lefts)} left images but {len(rights)} right ones")
+    left = self.pair_logits(lefts, statements)
+    right = self.pair_logits(rights, statements)
+    logits = np.asarray(self.nlvr2_fn(self._state, left, right))
+    return [float(p) for p in _sigmoid(logits[:, 1] - logits[:, 0])]  # softmax's "true"
+
+  def judge(self, left: inputs.ImageInput, right: inputs.ImageInput,
+            statement: str) -> float:
+    """The probability that `statement` is true of the pair (left, right)."""
+    return self.judge_batch([left], [right], [statement])[0]
 
   def text_to_pixel_attention(self, image: inputs.ImageInput, text: str
                               ) -> tuple[np.ndarray, np.ndarray, ImageFeatures]:

@@ -40,7 +40,7 @@ DONE_MARKER = "backbone.done"
 _SCENE_STREAM = 7919
 
 
-def _label_map(scene: synthetic.Scene, attribute: str, classes: tuple) -> Image.Image:
+def label_map(scene: synthetic.Scene, attribute: str, classes: tuple) -> Image.Image:
   """Each pixel's class index for one attribute (0 = background). Polygons are drawn
   unrotated; the renderer's small random turn moves only edge pixels."""
   label = Image.new("L", (scene.width, scene.height), 0)
@@ -75,7 +75,7 @@ def make_example(index: int, seed: int, side: int, cell: int):
   picture = crop(images_lib.resize_to(picture, (height, width)))
   targets = []
   for attribute, classes in (("colour", COLOUR_CLASSES), ("shape", SHAPE_CLASSES)):
-    label = _label_map(scene, attribute, classes).resize((width, height), Image.NEAREST)
+    label = label_map(scene, attribute, classes).resize((width, height), Image.NEAREST)
     targets.append(_cell_shares(crop(np.asarray(label)), len(classes), cell))
   return picture, targets[0], targets[1]
 
