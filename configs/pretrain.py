@@ -28,6 +28,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.num_sampled_pixels = 100
   config.eval_num_sampled_pixels = None
   config.probe_words = ()
+  # Hard ITM negatives (`data.swaps`), beyond the paper: this share of the negatives
+  # gets its own caption with one word of `data.itm_swap_words`' groups swapped.
+  config.itm_swap_share = 0.0
+  config.data.itm_swap_words = ()
   config.global_batch_size = 4096
   config.num_epochs = 40
   if variant == "X152":

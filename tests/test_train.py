@@ -8,6 +8,7 @@ from etils import epath
 
 from conftest import REPO, override, scalars, trainer_overrides
 from pixelbert_jax import checkpointing, train
+from pixelbert_jax.data import synthetic
 
 sys.path.insert(0, REPO)
 from configs import pretrain as pretrain_config  # noqa: E402
@@ -19,12 +20,15 @@ def _config(world: str, steps: int, **extra):
 
 
 def test_few_steps_learn_write_metrics_and_checkpoint(small_world, tmp_path):
-  config = _config(small_world, 12, **{"optimizer.groups.transformer.lr": 2e-3})
+  swaps = {"itm_swap_share": 0.5,
+           "data.itm_swap_words": (tuple(synthetic.COLOURS), synthetic.SHAPES)}
+  config = _config(small_world, 12, **{"optimizer.groups.transformer.lr": 2e-3}, **swaps)
   results = train.train_and_evaluate(config, str(tmp_path / "run"))
   losses = scalars(tmp_path / "run", "training_loss")
   assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
   assert {"eval/mlm_accuracy", "eval/itm_accuracy", "eval/grounding_gap",
-          "eval/visual_words_true_image"} <= set(results)
+          "eval/visual_words_true_image", "eval/itm_swap_ranking"} <= set(results)
+  assert 0.0 <= results["eval/itm_swap_ranking"] <= 1.0
   assert (tmp_path / "run" / "checkpoints" / "12" / "state").exists()
   assert (tmp_path / "run" / "config.json").exists()
   assert (tmp_path / "run" / "final_eval.json").exists()

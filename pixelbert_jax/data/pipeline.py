@@ -44,6 +44,7 @@ from pixelbert_jax.data import masking
 from pixelbert_jax.data import preprocess
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import sources
+from pixelbert_jax.data import swaps
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 
 _DEFAULTS = {
@@ -51,6 +52,7 @@ _DEFAULTS = {
     "mlm_probability": 0.15, "num_workers": 0, "read_threads": 2,
     "prefetch_batches": 2, "max_skip_fraction": 0.01, "skip_min_seen": 100,
     "num_epochs": None, "mlm_focus_words": (), "mlm_focus_share": 0.0,
+    "itm_swap_words": (),
 }
 
 
@@ -242,20 +244,6 @@ def _image_transform(cfg: Any) -> preprocess.ImageTransform:
                                    _field(cfg, "image_long_side"))
 
 
-def _single_token_ids(tokenizer: tokenizer_lib.Tokenizer, words: Sequence[str]
-                      ) -> list[int]:
-  """The id of each word; a word that is not one regular vocabulary token is an error."""
-  if isinstance(words, str):
-    raise ValueError(f"mlm_focus_words must be a list of words, not the string {words!r}")
-  ids = []
-  for word in words:
-    pieces = tokenizer.text_to_ids(word)
-    if len(pieces) != 1 or pieces[0] in tokenizer.special_ids:
-      raise ValueError(f"mlm_focus_words: {word!r} is not one token of the vocabulary")
-    ids.extend(pieces)
-  return ids
-
-
 def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
                       cfg: Any, *, seed: int, process_index: int = 0,
                       process_count: int = 1, training: bool = True
@@ -268,13 +256,19 @@ def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokeniz
     mlm_ids int32 (B, T); mlm_labels int32 (B, T); mlm_weights float32 (B, T);
     image_ids int32 (B,) stable per image file (for ITM); example_index int32 (B,)
     index in the source, -1 for padding; valid bool (B,); num_skipped int32 ().
+    With `itm_swap_words` (groups of words): swap_ids int32 (B, T), the caption with
+    one word swapped within its group, and has_swap bool (B,) (see `data.swaps`).
   """
   masker = masking.MlmMasker.from_tokenizer(
       tokenizer, mask_rate=_field(cfg, "mlm_probability"),
-      focus_ids=frozenset(_single_token_ids(tokenizer, _field(cfg, "mlm_focus_words"))),
+      focus_ids=frozenset(swaps.single_token_ids(
+          tokenizer, _field(cfg, "mlm_focus_words"), "mlm_focus_words")),
       focus_share=_field(cfg, "mlm_focus_share"))
+  groups = _field(cfg, "itm_swap_words")
+  swapper = swaps.WordSwapper.from_words(tokenizer, groups) if groups else None
   task = preprocess.PretrainTask(_image_transform(cfg), tokenizer,
-                                 _field(cfg, "max_text_len"), masker=masker)
+                                 _field(cfg, "max_text_len"), masker=masker,
+                                 swapper=swapper)
   return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
                        process_count=process_count, training=training, name="pretrain")
 

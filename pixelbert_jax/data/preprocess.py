@@ -16,6 +16,7 @@ import numpy as np
 from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import masking
+from pixelbert_jax.data import swaps
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 
 Bucket = tuple[int, int]
@@ -96,12 +97,17 @@ class PretrainTask(Task):
   """MLM (+ ITM in the trainer) on image-text pairs."""
 
   masker: masking.MlmMasker | None = None
+  swapper: swaps.WordSwapper | None = None  # hard ITM negatives, when given
 
   def example(self, record, images: list[np.ndarray], bucket: Bucket,
               rng: np.random.Generator) -> Row:
     row = {**self.resized_images(images, bucket), **self.text(record.text),
            "image_ids": image_id_number(record.image_path)}
-    return self._with_mlm(row, rng)
+    row = self._with_mlm(row, rng)
+    if self.swapper is not None:
+      swapped, found = self.swapper(row["token_ids"], rng)
+      row.update(swap_ids=swapped, has_swap=np.bool_(found))
+    return row
 
   def _with_mlm(self, row: Row, rng: np.random.Generator) -> Row:
     masker = self.masker or masking.MlmMasker.from_tokenizer(self.tokenizer)
@@ -111,9 +117,12 @@ class PretrainTask(Task):
 
   def blank(self, bucket: Bucket) -> Row:
     row = {**self.blank_images(bucket), **self.text("")}
-    return {**row, "image_ids": np.int32(-1), "mlm_ids": row["token_ids"].copy(),
-            "mlm_labels": np.zeros(self.max_text_len, np.int32),
-            "mlm_weights": np.zeros(self.max_text_len, np.float32)}
+    row = {**row, "image_ids": np.int32(-1), "mlm_ids": row["token_ids"].copy(),
+           "mlm_labels": np.zeros(self.max_text_len, np.int32),
+           "mlm_weights": np.zeros(self.max_text_len, np.float32)}
+    if self.swapper is not None:
+      row.update(swap_ids=row["token_ids"].copy(), has_swap=np.bool_(False))
+    return row
 
   def silence(self, row: Row) -> Row:
     return {**row, "mlm_weights": np.zeros_like(row["mlm_weights"])}

@@ -4,6 +4,10 @@ The probe masks every visual word of a caption (colours, shapes, counts) and ask
 model to fill them in twice: with the caption's own image and with the images shuffled
 across the batch. Where the text alone cannot tell the word, the gap between the two
 accuracies is what the model learned to read from the pixels.
+
+Where the batches carry swapped captions (`data.swaps`), `itm_swap_ranking` is how
+often the ITM head scores a caption above its own copy with one colour or shape word
+swapped: whether the model binds the word to the pixels, beyond a bag of words.
 """
 
 from collections.abc import Callable, Iterator
@@ -29,6 +33,15 @@ def _visual_accuracy_sums(model, batch, tokens, mask, visual_ids, mask_id) -> di
   return sums
 
 
+def _swap_ranking_sums(model, batch, tokens, mask) -> dict:
+  def itm_logits(ids):
+    _, aux = model.pixelbert(ids, batch["text_mask"], tokens, mask)
+    return model.itm_head(aux["pooled"])
+
+  above = itm_logits(batch["token_ids"]) > itm_logits(batch["swap_ids"])
+  return {"itm_swap_ranking": jnp.sum(above & batch["has_swap"] & batch["valid"])}
+
+
 def make_eval_fns(visual_ids: np.ndarray, mask_id: int, num_sampled_pixels: int | None):
   """(eval_fn, counts_fn) for `train_step.make_eval_step`."""
   visual_ids = jnp.asarray(visual_ids, jnp.int32)
@@ -38,6 +51,8 @@ def make_eval_fns(visual_ids: np.ndarray, mask_id: int, num_sampled_pixels: int 
     sums = pretrain.mlm_sums(model, batch, tokens, mask)
     sums.update(pretrain.itm_sums(model, batch, tokens, mask, key))
     sums.update(_visual_accuracy_sums(model, batch, tokens, mask, visual_ids, mask_id))
+    if "swap_ids" in batch:
+      sums.update(_swap_ranking_sums(model, batch, tokens, mask))
     return sums
 
   def counts_fn(batch):
@@ -45,6 +60,8 @@ def make_eval_fns(visual_ids: np.ndarray, mask_id: int, num_sampled_pixels: int 
     visual = jnp.isin(batch["token_ids"], visual_ids) & batch["text_mask"]
     visual = jnp.sum(visual & batch["valid"][:, None])
     counts.update(visual_words_true_image=visual, visual_words_shuffled_image=visual)
+    if "swap_ids" in batch:
+      counts["itm_swap_ranking"] = jnp.sum(batch["has_swap"] & batch["valid"])
     return counts
 
   return eval_fn, counts_fn

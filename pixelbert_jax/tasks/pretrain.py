@@ -3,7 +3,9 @@
 Per step, inside the graph: the CNN runs once per image; each example keeps k random
 valid pixels (per-example keys, so micro-batching does not change the draw); MLM is
 computed on the matched pairs with masked text; for ITM half of the examples get the
-caption of another example of the (micro-)batch and the rest keep their own.
+caption of another example of the (micro-)batch and the rest keep their own. With
+`itm_swap_share` > 0 and batches carrying swapped captions (`data.swaps`), that share
+of the negatives instead gets its own caption with one word swapped: a hard negative.
 """
 
 import jax
@@ -54,6 +56,16 @@ def itm_partners(key: jax.Array, batch_size: int) -> jax.Array:
   return jnp.where(negative & (batch_size > 1), others, jnp.arange(batch_size))
 
 
+def swapped_negatives(key: jax.Array, batch: dict, partner: jax.Array,
+                      share: float) -> jax.Array:
+  """(B,) bool: the negatives that take their own swapped caption instead."""
+  if share <= 0 or "swap_ids" not in batch:
+    return jnp.zeros(partner.shape, bool)
+  negative = partner != jnp.arange(partner.shape[0])
+  chosen = jax.random.uniform(key, partner.shape) < share
+  return negative & chosen & batch["has_swap"]
+
+
 def mlm_sums(model, batch, tokens, mask) -> dict:
   """Masked-token cross-entropy and accuracy sums on the (matched) pairs."""
   _, aux = model.pixelbert(batch["mlm_ids"], batch["text_mask"], tokens, mask)
@@ -64,22 +76,29 @@ def mlm_sums(model, batch, tokens, mask) -> dict:
   return {"mlm_loss": jnp.sum(loss * weights), "mlm_accuracy": jnp.sum(correct * weights)}
 
 
-def itm_sums(model, batch, tokens, mask, key) -> dict:
-  """Binary match loss on clean text, half of it re-paired with other images."""
+def itm_sums(model, batch, tokens, mask, key, swap_share: float = 0.0) -> dict:
+  """Binary match loss on clean text, half of it re-paired with other images (or,
+  for `swap_share` of those, with its own caption one word off)."""
   partner = itm_partners(jax.random.fold_in(key, 1), batch["token_ids"].shape[0])
+  swap = swapped_negatives(jax.random.fold_in(key, 2), batch, partner, swap_share)
   ids, text_mask = batch["token_ids"][partner], batch["text_mask"][partner]
+  if "swap_ids" in batch:  # a swap keeps every position, so its own text mask
+    ids = jnp.where(swap[:, None], batch["swap_ids"], ids)
+    text_mask = jnp.where(swap[:, None], batch["text_mask"], text_mask)
   _, aux = model.pixelbert(ids, text_mask, tokens, mask)
   logits = model.itm_head(aux["pooled"])
   labels = (partner == jnp.arange(partner.shape[0])).astype(jnp.float32)
   if "image_ids" in batch:  # a caption of the same image is a match, not a negative
     labels = jnp.maximum(labels, batch["image_ids"][partner] == batch["image_ids"])
-  weights = (batch["valid"] & batch["valid"][partner]).astype(jnp.float32)
+  labels = jnp.where(swap, 0.0, labels)
+  weights = (batch["valid"] & (batch["valid"][partner] | swap)).astype(jnp.float32)
   loss = optax.sigmoid_binary_cross_entropy(logits, labels)
   correct = (logits > 0) == (labels > 0.5)
   return {"itm_loss": jnp.sum(loss * weights), "itm_accuracy": jnp.sum(correct * weights)}
 
 
-def make_loss_fn(num_sampled_pixels: int | None, use_mlm: bool = True, use_itm: bool = True):
+def make_loss_fn(num_sampled_pixels: int | None, use_mlm: bool = True, use_itm: bool = True,
+                 itm_swap_share: float = 0.0):
   """The pre-training loss as {name: sum}; either objective may be switched off."""
 
   def loss_fn(model: PretrainModel, batch: dict, key: jax.Array) -> dict:
@@ -88,7 +107,7 @@ def make_loss_fn(num_sampled_pixels: int | None, use_mlm: bool = True, use_itm: 
     if use_mlm:
       sums.update(mlm_sums(model, batch, tokens, mask))
     if use_itm:
-      sums.update(itm_sums(model, batch, tokens, mask, key))
+      sums.update(itm_sums(model, batch, tokens, mask, key, itm_swap_share))
     return sums
 
   return loss_fn

@@ -39,7 +39,8 @@ def make_setup(config, workdir: str) -> registry.Setup:
   use = config.objectives
   return registry.Setup(
       model_fn=lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs),
-      loss_fn=pretrain.make_loss_fn(config.num_sampled_pixels, use.mlm, use.itm),
+      loss_fn=pretrain.make_loss_fn(config.num_sampled_pixels, use.mlm, use.itm,
+                                    config.get("itm_swap_share", 0.0)),
       counts_fn=pretrain.counts_fn, loss_weights=pretrain.loss_weights(use.mlm, use.itm),
       eval_fns=eval_fns, train_iterator=train_iter,
       batches_per_epoch=train_iter.batches_per_epoch, make_evaluators=make_evaluators,
