@@ -69,7 +69,7 @@ def export(run: str | epath.PathLike, out: str | epath.PathLike, *,
   """
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-  run, out = epath.Path(run), epath.Path(out)
+  run, out = epath.Path(run), init_from.absolute(out)
   if out.exists():
     raise FileExistsError(f"{out} exists; the export writes a new folder")
   workdir = loading.find_workdir(run)

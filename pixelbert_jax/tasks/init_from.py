@@ -13,6 +13,7 @@ its fresh initialisation. A sub-tree must fit its module exactly: missing or une
 names and wrong shapes are an error that names them.
 """
 
+import os
 from collections.abc import Mapping
 
 import jax
@@ -36,9 +37,14 @@ def _steps(directory: epath.Path) -> list[int]:
                 if (directory / str(step) / STATE_ITEM).exists())
 
 
+def absolute(path: str | epath.PathLike) -> epath.Path:
+  """A local path made absolute (orbax misreads relative ones); URLs as they are."""
+  return epath.Path(path if "://" in str(path) else os.path.abspath(path))
+
+
 def state_dir(path: str | epath.PathLike) -> epath.Path:
   """The `state` item of a workdir's latest checkpoint, or of the given step folder."""
-  path = epath.Path(path)
+  path = absolute(path)
   if (path / STATE_ITEM).exists():
     return path / STATE_ITEM
   directory = path / "checkpoints" if (path / "checkpoints").exists() else path

@@ -1,0 +1,67 @@
+"""The trained demo: right answers, rankings and attention on scenes with known answers.
+
+`tests/assets/demo_runs/` holds the inference exports (`python -m pixelbert_jax.export`,
+weights only) of the laptop demo's pre-training, VQA and retrieval runs; its README says
+how they were made. Fresh synthetic scenes, never in the demo world's splits, carry
+their own answers (`evaluators.known_scenes`), so the Predictor and the CLI are held
+to what the demo learned, each check against what guessing scores. The thresholds sit
+well below the measured values (in the README) and well above chance: a change that
+breaks preprocessing, loading or the model's numerics fails them.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from etils import epath
+from PIL import Image
+
+from conftest import REPO
+from pixelbert_jax import predict
+from pixelbert_jax.evaluators import known_scenes
+from pixelbert_jax.inference import Predictor
+
+RUNS = epath.Path(REPO) / "tests" / "assets" / "demo_runs"
+NUM_SCENES = 60
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list:
+  return known_scenes.fresh_scenes(NUM_SCENES, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pretrain() -> Predictor:
+  return Predictor(RUNS / "pretrain")
+
+
+def test_vqa_answers_colours_and_counts(scenes):
+  rows = {row.name: row for row in
+          known_scenes.vqa_rows(Predictor(RUNS / "vqa"), scenes)}
+  for kind in ("colour", "number"):
+    assert rows[kind].value >= rows[kind].chance + 0.15, rows[kind]
+
+
+def test_match_prefers_the_true_caption(pretrain, scenes):
+  above, _ = known_scenes.match_rows(pretrain, scenes)
+  assert above.value >= 0.7, above
+
+
+def test_ranking_finds_the_scene(scenes):
+  for row in known_scenes.rank_rows(Predictor(RUNS / "retrieval"), scenes, group=10):
+    assert row.value >= 0.4, row  # chance 0.1
+
+
+def test_cli_answers_a_scene_on_disk(scenes, tmp_path, capsys, monkeypatch):
+  scene, image = scenes[0]
+  path = tmp_path / "scene.png"
+  Image.fromarray(image).save(path)
+  question = f"What color is the {scene.objects[0].shape}?"
+  monkeypatch.chdir(REPO)  # the run named by a relative path, as users type it
+  assert predict.main(["--workdir=tests/assets/demo_runs/vqa", "answer",
+                       f"--image={path}", f"--question={question}", "--top_k=3"]) == 0
+  printed = json.loads(capsys.readouterr().out)["answers"]
+  expected = Predictor(RUNS / "vqa").answer(image, question, top_k=3)
+  assert [a["answer"] for a in printed] == [a for a, _ in expected]
+  np.testing.assert_allclose([a["score"] for a in printed], [s for _, s in expected],
+                             atol=1e-5)
