@@ -5,6 +5,8 @@ import ml_collections
 from pixelbert_jax import sharding
 
 ConfigDict = ml_collections.ConfigDict
+# The CNN's parameters, by name: the `cnn` optimiser group, or `frozen` to freeze it.
+BACKBONE = "^pixelbert/pixel_encoder/backbone/"
 
 
 def model(preset: str = "R50") -> ConfigDict:
@@ -33,7 +35,7 @@ def optimizer(cnn_lr: float = 1e-2, transformer_lr: float = 1e-4) -> ConfigDict:
   return ConfigDict(dict(
       groups=dict(
           frozen=dict(pattern="^$", optimizer="frozen"),
-          cnn=dict(pattern="^pixelbert/pixel_encoder/backbone/", optimizer="sgd",
+          cnn=dict(pattern=BACKBONE, optimizer="sgd",
                    lr=cnn_lr, momentum=0.9, weight_decay=5e-4),
           transformer=dict(pattern=".*", optimizer="adamw", lr=transformer_lr,
                            b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2),

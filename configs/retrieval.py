@@ -35,8 +35,6 @@ import ml_collections
 
 from configs import common
 
-BACKBONE = "^pixelbert/pixel_encoder/backbone/"
-
 
 def get_config(variant: str = "coco") -> ml_collections.ConfigDict:
   config = common.base("retrieval")
@@ -74,7 +72,7 @@ def _optimizer(opt: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The paper freezes the CNN: its parameters join the `frozen` group; the rest of
   the body, the score head (its own group, for its learning rate) and the first stage
   use AdamW."""
-  opt.groups.frozen.pattern = BACKBONE
+  opt.groups.frozen.pattern = common.BACKBONE
   del opt.groups["cnn"]
   # The first stage is not the paper's: its own rate, and clipped apart from the body.
   opt.groups.first_stage = dict(opt.groups.transformer, pattern="^first_stage/",
