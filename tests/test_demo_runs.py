@@ -65,3 +65,24 @@ def test_cli_answers_a_scene_on_disk(scenes, tmp_path, capsys, monkeypatch):
   assert [a["answer"] for a in printed] == [a for a, _ in expected]
   np.testing.assert_allclose([a["score"] for a in printed], [s for _, s in expected],
                              atol=1e-5)
+
+
+# The wider demo recipe (4 layers of width 128, frozen synthetic backbone; README, "Demo
+# results"), whose colour words look at their colour; the chosen head is the one that
+# does so most (benchmarks/attention_grounding.py --per_head).
+WIDE_RUN = RUNS / "pretrain_wide"
+COLOUR_HEAD = dict(layers=[1], heads=[3])
+
+
+def test_colour_words_attend_to_their_colour(scenes):
+  """Issue 6's check: a colour word's attention falls more on objects of its colour
+  than on the other objects, more often than not and far more often than uniform
+  attention would."""
+  predictor = Predictor(WIDE_RUN)
+  records = [r for scene, image in scenes[:30] for r in known_scenes.attention_records(
+      predictor, scene, image, **COLOUR_HEAD)]
+  summary = known_scenes.attention_summary(records)
+  assert summary["contested"] >= 60
+  assert summary["hit_rate"] > 0.55, summary
+  assert summary["hit_rate"] > summary["uniform_hit_rate"] + 0.25, summary
+  assert summary["mass_same"] > 2 * summary["mass_other"], summary
