@@ -12,6 +12,9 @@ guessing would give:
 * `--rank=WORKDIR` (the same kinds of run): in groups of `--group` scenes,
   `rank_images` for each scene's listing caption and `rank_texts` for each image;
   recall at 1 (chance 1 / group).
+* `--judge=WORKDIR` (an NLVR2 run): `Predictor.judge_batch` on each scene paired with
+  the next and a statement true or false by a fair coin; accuracy per statement kind
+  against always giving the commoner label.
 
 The scoring lives in `pixelbert_jax.evaluators.known_scenes`.
 
@@ -37,6 +40,7 @@ def main() -> None:
   parser.add_argument("--vqa", help="a VQA run")
   parser.add_argument("--match", help="a pre-training or retrieval run")
   parser.add_argument("--rank", help="a pre-training or retrieval run")
+  parser.add_argument("--judge", help="an NLVR2 run")
   parser.add_argument("--scenes", type=int, default=200)
   parser.add_argument("--group", type=int, default=10)
   parser.add_argument("--seed", type=int, default=0)
@@ -54,6 +58,10 @@ def main() -> None:
     _table(f"`rank_images` / `rank_texts` ({args.rank})",
            ("query", "queries", "recall at 1", "chance"),
            known_scenes.rank_rows(Predictor(args.rank), scenes, args.seed, args.group))
+  if args.judge:
+    _table(f"`judge` ({args.judge})", ("statement kind", "pairs", "accuracy",
+                                       "commoner label"),
+           known_scenes.judge_rows(Predictor(args.judge), scenes, args.seed))
 
 
 if __name__ == "__main__":

@@ -77,9 +77,13 @@ def base(task: str) -> ConfigDict:
 
 
 def demo_optimizer() -> ConfigDict:
-  """The demos' optimiser: the paper's groups at from-scratch rates, linear decay."""
+  """The demos' optimiser: the paper's groups at from-scratch rates, linear decay, and
+  the CNN frozen as its synthetic pre-training left it. Trained on, its pixel tokens
+  lose the objects' shapes (a linear probe: 0.41 against 0.93 frozen) and the VQA demo
+  scores 69.2 % instead of 78.7 %."""
   opt = optimizer(cnn_lr=2e-2, transformer_lr=5e-4)
   opt.update(schedule="linear", warmup_fraction=0.05)
+  opt.groups.frozen.pattern = BACKBONE
   return opt
 
 
@@ -91,15 +95,22 @@ def with_head_group(opt: ConfigDict, pattern: str) -> ConfigDict:
 
 def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
          every_steps: int) -> None:
-  """What every demo shares: the tiny model, float32 and no dropout, the synthetic
-  world at 128 px, batch 32, a fixed number of steps, evaluations and saves every
-  `every_steps`. Stride 16 without the extra pool keeps 8 x 8 to 8 x 14 pixels."""
+  """What every demo shares: the tiny CNN under a 4-layer, width-128 Transformer,
+  float32 and no dropout, the synthetic world at 128 px, batch 32, a fixed number of
+  steps, evaluations and saves every `every_steps`. Stride 16 without the extra pool
+  keeps 8 x 8 to 8 x 14 pixels.
+
+  The tiny preset's 2 x 64 Transformer learns the demo's tasks as well, but its colour
+  words never attend to their colour; these do (README, "the demo")."""
   config.model = model("tiny")
-  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False)
+  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False,
+                      transformer_num_layers=4, transformer_hidden=128,
+                      transformer_mlp=256, transformer_init_std=0.088)
   config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,
                      max_text_len=max_text_len, num_workers=0,
                      synthetic_num_images=3000)
   config.init = "synthetic"  # the demos' stand-in for an ImageNet backbone
+  config.synthetic_backbone.steps = 1000
   config.global_batch_size = 32
   config.num_epochs = -1
   config.num_train_steps = num_train_steps

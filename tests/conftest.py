@@ -32,10 +32,17 @@ def small_world(tmp_path_factory) -> str:
   return root
 
 
+# The tiny preset's Transformer (2 x 64), in place of the demo's 4 x 128, keeps the
+# trainer tests short; `test_train` runs the demo's own model.
+TINY_TRANSFORMER = {"model.transformer_num_layers": 2, "model.transformer_hidden": 64,
+                    "model.transformer_mlp": 128, "model.transformer_init_std": 0.125}
+
+
 def trainer_overrides(world: str, steps: int) -> dict:
   """A seconds-long pre-training run of the tiny model on the small world."""
   return {
-      "init": "",  # the demos' synthetic backbone takes a minute to train; see its test
+      **TINY_TRANSFORMER,
+      "init": "",  # the demos' synthetic backbone takes minutes to train; see its test
       "data.root": world, "data.synthetic_num_images": 48, "data.image_short_side": 64,
       "data.image_long_side": 112, "data.max_text_len": 16, "global_batch_size": 8,
       "num_train_steps": steps, "num_sampled_pixels": 8, "log_every_steps": 1,

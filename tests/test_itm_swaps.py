@@ -8,10 +8,12 @@ import optax
 import pytest
 from flax import nnx
 
+from configs import pretrain as pretrain_config
+from conftest import override, trainer_overrides
 from pixelbert_jax.data import pipeline, swaps, synthetic
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.models import variants
-from pixelbert_jax.tasks import pretrain, pretrain_data
+from pixelbert_jax.tasks import pretrain, pretrain_data, pretrain_setup
 
 GROUPS = (tuple(synthetic.COLOURS), synthetic.SHAPES)
 
@@ -97,3 +99,14 @@ def test_swapped_negatives_are_own_image_and_label_zero():
   np.testing.assert_allclose(sums["itm_loss"], expected, rtol=1e-5)
   unswapped = pretrain.itm_sums(model, batch, tokens, mask, key, swap_share=0.0)
   assert not np.isclose(unswapped["itm_loss"], sums["itm_loss"])
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_training_batches_carry_swaps_only_when_they_train(small_world, tmp_path, share):
+  """The demo names swap words for its evaluation; with share 0 the training pipeline
+  leaves them out rather than build and ship captions no loss reads."""
+  config = override(pretrain_config.get_config("demo"),
+                    dict(trainer_overrides(small_world, 1), itm_swap_share=share))
+  assert config.data.itm_swap_words
+  batch = next(iter(pretrain_setup.make_setup(config, str(tmp_path)).train_iterator))
+  assert ("swap_ids" in batch) == bool(share)

@@ -22,7 +22,8 @@ import pytest
 from etils import epath
 from flax import nnx
 
-from conftest import REPO, flat_arrays, override, restore_state, scalars, trainer_overrides
+from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
+                      scalars, trainer_overrides)
 from pixelbert_jax import train
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.evaluators import nlvr2_metric
@@ -41,7 +42,7 @@ IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
 
 
 def _nlvr2_overrides(world: str, init: str) -> dict:
-  return {"init": "", "init_from": init, "data.root": world,
+  return {**TINY_TRANSFORMER, "init": "", "init_from": init, "data.root": world,
           "data.synthetic_num_images": WORLD_IMAGES, **IMAGES, "global_batch_size": 8,
           "eval_batch_size": EVAL_BATCH, "num_train_steps": STEPS, "log_every_steps": 1,
           "optimizer.warmup_steps": 0, "optimizer.groups.cnn.lr": 0.0,

@@ -20,7 +20,8 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import REPO, flat_arrays, override, restore_state, scalars, trainer_overrides
+from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
+                      scalars, trainer_overrides)
 from pixelbert_jax import optim, sharding, train, train_state, train_step
 from pixelbert_jax.tasks import registry, retrieval
 
@@ -37,7 +38,8 @@ BACKBONE = "pixel_encoder']['backbone"
 
 def _small(world: str) -> dict:
   """The demo config on the small world's COCO split."""
-  return {"init": "", "data.root": world, "data.synthetic_num_images": 48, **IMAGES,
+  return {**TINY_TRANSFORMER, "init": "", "data.root": world,
+          "data.synthetic_num_images": 48, **IMAGES,
           "data.dataset": "coco", "data.train_splits": "train,restval",
           "global_batch_size": 8, "eval_folds": 1, "optimizer.warmup_steps": 0}
 

@@ -54,7 +54,7 @@ def test_init_synthetic_trains_once_and_loads_into_the_run(small_world, tmp_path
   override(config, {
       "init": "synthetic", "synthetic_backbone.steps": 2,
       "synthetic_backbone.num_scenes": 8, "synthetic_backbone.batch_size": 4,
-      "checkpoint_every_steps": 1, "optimizer.groups.frozen.pattern": "backbone/"})
+      "checkpoint_every_steps": 1})
   train.train_and_evaluate(config, str(tmp_path / "run"))
   directory = synthetic_backbone.resolve_init(config, str(tmp_path / "run"))
   assert directory.startswith(small_world)  # lives with the world, shared by its runs
@@ -62,6 +62,6 @@ def test_init_synthetic_trains_once_and_loads_into_the_run(small_world, tmp_path
   assert info["steps"] == 2 and info["components"] == ["backbone"]
   stored, _ = init_checkpoint.load(directory)
   state = restore_state(tmp_path / "run", 1)
-  # The backbone was frozen, so after one step it still holds the stored weights.
+  # The demo freezes the backbone, so after one step it still holds the stored weights.
   stem = state["params"]["pixelbert"]["pixel_encoder"]["backbone"]["stem_conv"]["kernel"]["value"]
   np.testing.assert_array_equal(jax.device_get(stem), stored["backbone"]["stem_conv.kernel"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from conftest import REPO, override, scalars, trainer_overrides
+from conftest import REPO, TINY_TRANSFORMER, override, scalars, trainer_overrides
 from pixelbert_jax import checkpointing, train
 from pixelbert_jax.data import synthetic
 
@@ -20,9 +20,14 @@ def _config(world: str, steps: int, **extra):
 
 
 def test_few_steps_learn_write_metrics_and_checkpoint(small_world, tmp_path):
+  """The demo's own model (not the tiny Transformer of the other trainer tests)."""
   swaps = {"itm_swap_share": 0.5,
            "data.itm_swap_words": (tuple(synthetic.COLOURS), synthetic.SHAPES)}
   config = _config(small_world, 12, **{"optimizer.groups.transformer.lr": 2e-3}, **swaps)
+  demo = pretrain_config.get_config("demo")
+  for name in TINY_TRANSFORMER:
+    leaf = name.split(".")[-1]
+    config.model[leaf] = demo.model[leaf]
   results = train.train_and_evaluate(config, str(tmp_path / "run"))
   losses = scalars(tmp_path / "run", "training_loss")
   assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])

@@ -21,7 +21,8 @@ import pytest
 from etils import epath
 from flax import nnx
 
-from conftest import REPO, flat_arrays, override, restore_state, scalars, trainer_overrides
+from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
+                      scalars, trainer_overrides)
 from pixelbert_jax import train
 from pixelbert_jax.evaluators import gather, vqa_evaluator, vqa_metric
 from pixelbert_jax.tasks import init_from, registry
@@ -38,7 +39,8 @@ IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
 
 
 def _vqa_overrides(world: str, init: str) -> dict:
-  return {"init": "", "init_from": init, "data.root": world, "data.synthetic_num_images": 48,
+  return {**TINY_TRANSFORMER, "init": "", "init_from": init, "data.root": world,
+          "data.synthetic_num_images": 48,
           **IMAGES, "data.max_text_len": 16, "global_batch_size": 8,
           "eval_batch_size": 8, "num_train_steps": STEPS, "log_every_steps": 1,
           "optimizer.warmup_steps": 0, "optimizer.groups.cnn.lr": 0.0,

@@ -100,6 +100,42 @@ def rank_rows(predictor: Predictor, scenes: list, seed: int = 0,
               1 / group)]
 
 
+# NLVR2 statement kinds by a phrase only that kind's sentences hold (`synthetic`).
+_STATEMENT_KINDS = (("both images", "both"), ("in total", "total"),
+                    ("more shapes", "more"), ("contains a", "contains"))
+
+
+def _statement_kind(sentence: str) -> str:
+  return next(kind for phrase, kind in _STATEMENT_KINDS if phrase in sentence.lower())
+
+
+def judge_rows(predictor: Predictor, scenes: list, seed: int = 0) -> list[Row]:
+  """NLVR2: each scene with the next as (left, right), a statement true or false by a
+  fair coin; accuracy at 0.5 per statement kind and overall, chance being the
+  commoner label's share."""
+  asked = []
+  for i, (scene, image) in enumerate(scenes):
+    right_scene, right = scenes[(i + 1) % len(scenes)]
+    rng = _text_rng(seed, i)
+    label = bool(rng.random() < 0.5)
+    sentence = synthetic.make_statement((scene, right_scene), label, rng)
+    if sentence is not None:  # none found in 40 draws: rare, and left out
+      asked.append((image, right, sentence, label))
+  lefts, rights, sentences, _ = zip(*asked)
+  found = predictor.judge_batch(lefts, rights, sentences)
+  by_kind = collections.defaultdict(list)
+  for (_, _, sentence, label), probability in zip(asked, found):
+    by_kind[_statement_kind(sentence)].append((label, probability > 0.5))
+    by_kind["all"].append((label, probability > 0.5))
+  rows = []
+  for kind, pairs in sorted(by_kind.items()):
+    truths = [truth for truth, _ in pairs]
+    share = statistics.fmean(truths)
+    rows.append(Row(kind, len(pairs), statistics.fmean(t == p for t, p in pairs),
+                    max(share, 1 - share)))
+  return rows
+
+
 def colour_masses(heat: np.ndarray, labels: np.ndarray, colour: str) -> tuple[float, float]:
   """(mass on objects of `colour`, mass on the other objects) of one (H, W) map."""
   index = synthetic_backbone.COLOUR_CLASSES.index(colour)

@@ -19,8 +19,12 @@ def make_setup(config, workdir: str) -> registry.Setup:
            if data_cfg.kind == "synthetic" else None)
   tokenizer = pretrain_data.make_tokenizer(data_cfg, world, workdir)
   train, held_out, _ = pretrain_data.pretrain_examples(data_cfg, world)
+  swap_share = config.get("itm_swap_share", 0.0)
   pipe_cfg = dict(data_cfg, global_batch_size=config.global_batch_size, num_epochs=None)
-  train_iter = pipeline.pretrain_pipeline(train, tokenizer, pipe_cfg, seed=config.seed,
+  # Swapped captions serve training only when they take a share of the negatives; the
+  # evaluation's binding measure reads them whenever the config names word groups.
+  train_cfg = pipe_cfg if swap_share else dict(pipe_cfg, itm_swap_words=())
+  train_iter = pipeline.pretrain_pipeline(train, tokenizer, train_cfg, seed=config.seed,
                                           **registry.process_shard())
   eval_cfg = dict(pipe_cfg, num_workers=0, mlm_focus_share=0.0)  # plain BERT masking
   make_eval_iter = lambda: pipeline.pretrain_pipeline(
@@ -40,7 +44,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
   return registry.Setup(
       model_fn=lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs),
       loss_fn=pretrain.make_loss_fn(config.num_sampled_pixels, use.mlm, use.itm,
-                                    config.get("itm_swap_share", 0.0)),
+                                    swap_share),
       counts_fn=pretrain.counts_fn, loss_weights=pretrain.loss_weights(use.mlm, use.itm),
       eval_fns=eval_fns, train_iterator=train_iter,
       batches_per_epoch=train_iter.batches_per_epoch, make_evaluators=make_evaluators,
