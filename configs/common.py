@@ -100,8 +100,9 @@ def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
   steps, evaluations and saves every `every_steps`. Stride 16 without the extra pool
   keeps 8 x 8 to 8 x 14 pixels.
 
-  The tiny preset's 2 x 64 Transformer learns the demo's tasks as well, but its colour
-  words never attend to their colour; these do (README, "the demo")."""
+  The tiny preset's 2 x 64 Transformer learns the demo's tasks far less well (VQA
+  61.0 % against 78.7 %, shapes at chance) and its colour words never attend to their
+  colour; these do (README, "Demo results")."""
   config.model = model("tiny")
   config.model.update(dtype="float32", dropout=0.0, pixel_pool=False,
                       transformer_num_layers=4, transformer_hidden=128,
