@@ -8,7 +8,7 @@ The paper's recipe (R50): COCO (Karpathy train + restval) + Visual Genome, image
 short side 800 / long side <= 1333, 100 sampled pixels, batch 4096, 40 epochs with the
 learning rate x 0.1 at epochs 25 and 35; SGD (1e-2, wd 5e-4) for the CNN and AdamW
 (1e-4, wd 1e-2) for the Transformer. `demo` is a small model on the embedded synthetic
-world, about 20 minutes on 2 CPU cores.
+world, about 30 minutes on 2 CPU cores.
 """
 
 import ml_collections
