@@ -19,10 +19,14 @@ x 0.1 at epochs 12 and 16, the pre-training optimisers (SGD 1e-2 for the CNN, Ad
 for the Transformer and the head). The vocabulary holds the training answers given at
 least 9 times: the threshold of the common 3129-answer vocabulary, which counts each
 question's multiple-choice answer over train + val, while `data.answers` counts every
-annotator answer, so the size differs (the run logs it). For a test-dev
-submission, list several training files (comma-separated, e.g. train and val) and
-leave `eval_annotations` empty: the run then writes `vqa_predictions_step{N}.json` for
-EvalAI. `demo` fine-tunes the tiny model on the embedded synthetic world.
+annotator answer, so the size differs (the run logs it). Training targets score each
+answer as the official evaluation would (`data/answers.py`). For a test-dev
+submission, list several training files (comma-separated, e.g. train and val), point
+`eval_questions` at the test-dev questions with `eval_annotations` empty, and
+`submission_questions` / `submission_images` at
+`v2_OpenEnded_mscoco_test2015_questions.json` / `test2015`: the run then writes
+`vqa_predictions_step{N}.json` answering every test-std question, as EvalAI requires.
+`demo` fine-tunes the tiny model on the embedded synthetic world.
 """
 
 import ml_collections
@@ -39,6 +43,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.data.max_text_len = 24
   config.data.update({f"{split}_{field}": "" for split in ("train", "eval")
                       for field in ("questions", "annotations", "images")})
+  # Questions answered besides the eval split's, unscored: for a test-dev submission,
+  # EvalAI wants the whole test2015 (test-std) questions file answered.
+  config.data.update(submission_questions="", submission_images="")
   config.optimizer = common.optimizer()
   config.optimizer.decay_fractions = (12 / 18, 16 / 18)
   common.with_head_group(config.optimizer, "^vqa_head/")

@@ -26,7 +26,8 @@ from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_sta
                       scalars, trainer_overrides)
 from pixelbert_jax import train
 from pixelbert_jax.data import synthetic
-from pixelbert_jax.evaluators import nlvr2_metric
+from pixelbert_jax.data.readers import nlvr2 as nlvr2_reader
+from pixelbert_jax.evaluators import nlvr2_evaluator, nlvr2_metric
 from pixelbert_jax.tasks import nlvr2, registry
 
 sys.path.insert(0, REPO)
@@ -157,3 +158,29 @@ def test_real_data_needs_its_paths(small_world, tmp_path):
   config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
   with pytest.raises(ValueError, match="train_file, eval_file and images are required"):
     registry.make_setup(config, str(tmp_path))
+
+
+def test_prediction_file_covers_examples_the_reader_skipped(small_world, tmp_path):
+  # dev.json plus a line whose images are missing and one with a bad label: the reader
+  # skips both, and the official CSV still answers them ("False", unpredicted).
+  dev = epath.Path(small_world) / "nlvr2" / "dev.json"
+  extra = [{"identifier": "dev-999-0-0", "sentence": "No such images.", "label": "True"},
+           {"identifier": "dev-0-0-1", "sentence": "A bad label.", "label": "maybe"}]
+  jsonl = tmp_path / "dev.json"
+  jsonl.write_text(dev.read_text() + "".join(json.dumps(e) + "\n" for e in extra))
+  images = f"{small_world}/nlvr2/images"
+  examples = list(nlvr2_reader.read_nlvr2(jsonl, images))
+  identifiers = nlvr2_reader.identifiers(jsonl)
+  assert identifiers[-2:] == ["dev-999-0-0", "dev-0-0-1"]
+  assert len(examples) == len(identifiers) - 2
+  evaluator = nlvr2_evaluator.Nlvr2Evaluator(None, None, None, examples, str(tmp_path),
+                                             identifiers)
+  predicted = {i: (True, 0.1) for i in range(len(examples))}  # Every example read: True.
+  path = evaluator.write(evaluator.file_predictions(predicted), step=3)
+  written = nlvr2_metric.read_predictions(path)
+  assert list(written) == identifiers
+  assert written["dev-999-0-0"] is False and written["dev-0-0-1"] is False
+  assert sum(written.values()) == len(examples)
+  with pytest.raises(ValueError, match=r"identifiers to cover miss .*dev-0-0-0"):
+    nlvr2_evaluator.Nlvr2Evaluator(None, None, None, examples, str(tmp_path),
+                                   identifiers[1:])

@@ -24,6 +24,8 @@ from flax import nnx
 from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
                       scalars, trainer_overrides)
 from pixelbert_jax import train
+from pixelbert_jax.data import answers as answers_lib
+from pixelbert_jax.data.readers import vqa as vqa_reader
 from pixelbert_jax.evaluators import gather, vqa_evaluator, vqa_metric
 from pixelbert_jax.tasks import init_from, registry
 from pixelbert_jax.weights import init_checkpoint
@@ -136,12 +138,21 @@ def test_finetune_from_pretraining_through_the_entry_point(small_world, tmp_path
   _check_body_and_head(pretrained, finetuned)
   predictions = _check_evaluation(finetuned, small_world)
 
-  # Evaluation alone, on the fine-tuned workdir's checkpoint: the same answers again.
+  # Evaluation alone, on the fine-tuned workdir's checkpoint, with the test-std
+  # questions added as for an EvalAI test-dev submission: the same val answers again,
+  # and every test2015 question answered after them.
   (finetuned / f"vqa_predictions_step{STEPS}.json").unlink()
-  _main(finetuned, {**_vqa_overrides(small_world, pretrained), "mode": "eval"}, cache)
+  test_std = epath.Path(small_world) / "vqa" / "v2_OpenEnded_mscoco_test2015_questions.json"
+  _main(finetuned, {**_vqa_overrides(small_world, pretrained), "mode": "eval",
+                    "data.submission_questions": test_std,
+                    "data.submission_images": f"{small_world}/coco/test2015"}, cache)
   again = json.loads((finetuned / f"vqa_predictions_step{STEPS}.json").read_text())
-  assert again == predictions
-  assert len(scalars(finetuned, "vqa/accuracy")) == 2
+  test_ids = [q["question_id"] for q in json.loads(test_std.read_text())["questions"]]
+  assert again[:len(predictions)] == predictions
+  assert [p["question_id"] for p in again[len(predictions):]] == test_ids
+  accuracies = scalars(finetuned, "vqa/accuracy")
+  assert len(accuracies) == 2 and accuracies[0] == pytest.approx(accuracies[1])
+  assert scalars(finetuned, "vqa/num_questions")[-1] == len(predictions) + len(test_ids)
 
   _check_mismatch_is_refused(pretrained, small_world)
 
@@ -162,3 +173,24 @@ def test_real_data_needs_its_paths(small_world, tmp_path):
   config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
   with pytest.raises(ValueError, match="train_questions and train_images are required"):
     registry.make_setup(config, str(tmp_path))
+
+
+def test_results_answer_questions_the_reader_skipped(small_world, tmp_path):
+  # val2014 plus a question without text: the reader skips it, the results file still
+  # answers it (with the vocabulary's most frequent answer) and keeps the file's order.
+  vqa_files = epath.Path(small_world) / "vqa"
+  questions = json.loads((vqa_files / "v2_OpenEnded_mscoco_val2014_questions.json")
+                         .read_text())
+  questions["questions"].insert(1, {"question_id": 7, "image_id": 1, "question": None})
+  path = tmp_path / "questions.json"
+  path.write_text(json.dumps(questions))
+  examples = list(vqa_reader.read_vqa(path, None, f"{small_world}/coco/val2014"))
+  ids = vqa_reader.question_ids(path)
+  assert len(ids) == len(examples) + 1 and ids[1] == 7
+  vocab = answers_lib.AnswerVocab(["yes", "no", "2"])
+  evaluator = vqa_evaluator.VqaEvaluator(None, None, None, examples, vocab,
+                                         str(tmp_path), ids)
+  results = evaluator.results({i: (1, 0.0) for i in range(len(examples))})
+  assert [r["question_id"] for r in results] == ids
+  assert results[1]["answer"] == "yes" and results[0]["answer"] == "no"
+  assert not evaluator.annotated  # No annotations: the file is written, not scored.

@@ -1,10 +1,17 @@
 """The VQA answer vocabulary and the soft targets trained against it.
 
-The vocabulary holds every training answer given at least
-`min_count` times, most frequent first; it is saved as JSON next to a
-checkpoint so predictions map back to strings. A question's target scores each
-vocabulary answer given by n of its annotators as min(1, 0.3 n): 0, 0.3, 0.6,
-0.9 or 1.0, the common practice of UNITER and ViLT.
+Training and evaluation agree: every vocabulary answer's target for a question is the
+accuracy the official scorer (`evaluators/vqa_metric`) would give it as the
+prediction. With ten distinct annotators that is min(1, 0.3 n) for the n whose
+answers match it, the common practice of UNITER and ViLT, where "match" follows the
+official rules: newlines, tabs and outer spaces never count; when the annotators
+disagree, punctuation, case, number words, articles and contractions do not count
+either; when all ten agree, the answer is matched as written.
+
+The vocabulary holds every training answer given at least `min_count` times, counted
+in the form the scorer compares (`vqa_metric.compared_forms`: "2" for a "two" among
+disagreeing annotators, "Two" where ten wrote "Two"), most frequent first; it is saved
+as JSON next to a checkpoint so predictions map back to strings.
 """
 
 from __future__ import annotations
@@ -20,19 +27,16 @@ from pixelbert_jax.data import records
 from pixelbert_jax.evaluators import vqa_metric
 
 
-def normalize_answer(answer: str) -> str:
-  """The official evaluation's processing of a predicted answer.
-
-  The vocabulary's entries are what the model predicts, and the official scorer
-  normalises every prediction this way; an entry kept in another form ("t-shirt",
-  "two") would be rewritten at scoring time and miss its own annotators.
-  """
-  return vqa_metric.normalize_answer_official(answer)
-
-
 def soft_score(count: int) -> float:
   """min(1, 0.3 n), rounded so that 3 annotators give exactly 0.9."""
   return min(1.0, round(0.3 * count, 1))
+
+
+def _indices_by(forms: Iterable[str]) -> dict[str, tuple[int, ...]]:
+  by_form = collections.defaultdict(list)
+  for index, form in enumerate(forms):
+    by_form[form].append(index)
+  return {form: tuple(indices) for form, indices in by_form.items()}
 
 
 class AnswerVocab:
@@ -43,28 +47,33 @@ class AnswerVocab:
     self.index = {answer: i for i, answer in enumerate(self.answers)}
     if len(self.index) != len(self.answers):
       raise ValueError("answer vocabulary has duplicates")
+    # The entries a prediction-form can be, for each way the scorer compares.
+    self._by_form = {
+        False: _indices_by(map(vqa_metric.clean_whitespace, self.answers)),
+        True: _indices_by(map(vqa_metric.normalize_answer, self.answers))}
 
   def __len__(self) -> int:
     return len(self.answers)
 
   def __contains__(self, answer: str) -> bool:
-    return normalize_answer(answer) in self.index
+    return answer in self.index
 
-  def sparse_targets(self, answers: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(indices int32, scores float32) of the vocabulary answers among `answers`.
+  def sparse_targets(self, answers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int32, scores float32) of the vocabulary answers that score on `answers`.
 
-    Each candidate scores what the official evaluation would give it as the
-    prediction (with ten annotators: min(1, 0.3 n) for n who agree), so training
-    targets and the benchmark's scoring treat answer spellings alike. Answers outside
-    the vocabulary score nothing; an empty pair means the target is all zeros.
+    Each entry scores exactly what the official evaluation would give it as the
+    prediction. Only entries whose compared form equals an answer's can score, so
+    those are the only ones scored. An empty pair means the target is all zeros.
     """
-    answers = list(answers)
-    candidates = {normalize_answer(a) for a in answers} & self.index.keys()
-    scored = sorted((self.index[c], vqa_metric.question_accuracy(c, answers))
-                    for c in candidates)
-    scored = [(i, s) for i, s in scored if s > 0]
-    indices = np.array([i for i, _ in scored], np.int32)
-    return indices, np.array([s for _, s in scored], np.float32)
+    forms, processed = vqa_metric.compared_forms(list(answers))
+    by_form = self._by_form[processed]
+    candidates = sorted({i for form in set(forms) for i in by_form.get(form, ())})
+    scores = [vqa_metric.accuracy_against_forms(
+        vqa_metric.prediction_form(self.answers[i], processed), forms)
+              for i in candidates]
+    kept = [(i, s) for i, s in zip(candidates, scores) if s > 0]
+    return (np.array([i for i, _ in kept], np.int32),
+            np.array([s for _, s in kept], np.float32))
 
   def dense_targets(self, answers: Iterable[str]) -> np.ndarray:
     """A float32 vector of length len(self) holding the soft scores."""
@@ -85,10 +94,11 @@ class AnswerVocab:
 
 
 def count_answers(examples: Iterable[records.VqaExample]) -> collections.Counter:
-  """How often each normalised answer was given, over all annotator answers."""
+  """How often each answer was given, over all annotator answers, each in the form
+  the official scorer compares for its question."""
   counts = collections.Counter()
   for example in examples:
-    counts.update(normalize_answer(a) for a in example.answers)
+    counts.update(vqa_metric.compared_forms(list(example.answers))[0])
   return counts
 
 

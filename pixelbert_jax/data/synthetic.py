@@ -589,10 +589,20 @@ def _vqa_records(entries: list[dict]) -> tuple[list[dict], list[dict]]:
   return questions, annotations
 
 
+def _vqa_files(subset: str, entries: list[dict]) -> dict[str, list[dict]]:
+  """{data_subtype: its images' entries}: test2015 is written twice, as in the
+  official release, as test-std (every image) and test-dev (a subset, here every
+  other image)."""
+  if subset == "test2015":
+    return {"test2015": entries, "test-dev2015": entries[::2]}
+  return {subset: entries}
+
+
 def _write_vqa(out: str, coco: dict[str, list[dict]]) -> dict[str, str]:
   root, paths = os.path.join(out, "vqa"), {}
-  for subset, entries in coco.items():
-    data_subtype = "test-dev2015" if subset == "test2015" else subset
+  files = {t: e for subset, entries in coco.items()
+           for t, e in _vqa_files(subset, entries).items()}
+  for data_subtype, entries in files.items():
     questions, annotations = _vqa_records(entries)
     header = {"info": _info(f"VQA v2 {data_subtype}"), "data_type": "mscoco",
               "data_subtype": data_subtype,
@@ -600,7 +610,7 @@ def _write_vqa(out: str, coco: dict[str, list[dict]]) -> dict[str, str]:
     paths[f"vqa_{data_subtype}_questions"] = _write_json(
         os.path.join(root, f"v2_OpenEnded_mscoco_{data_subtype}_questions.json"),
         {**header, "task_type": "Open-Ended", "questions": questions})
-    if subset != "test2015":  # Test splits ship without annotations.
+    if not data_subtype.startswith("test"):  # Test splits ship without annotations.
       paths[f"vqa_{data_subtype}_annotations"] = _write_json(
           os.path.join(root, f"v2_mscoco_{data_subtype}_annotations.json"),
           {**header, "annotations": annotations})

@@ -11,7 +11,7 @@ Values travel through the devices, so 64-bit integers are cut to 32 bits unless
 than 64-bit ids.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -39,6 +39,17 @@ def valid_rows(tree: Any, valid_key: str = "valid") -> dict[str, np.ndarray]:
   rows = to_host(tree)
   keep = rows.pop(valid_key).astype(bool)
   return {name: value[keep] for name, value in rows.items()}
+
+
+def ids_to_cover(ids: Sequence | None, evaluated: Sequence, what: str) -> list:
+  """The ids a prediction file must answer, in order: `ids` (by default the evaluated
+  examples' own), which must include every evaluated example's."""
+  ids = list(evaluated if ids is None else ids)
+  unlisted = set(evaluated) - set(ids)
+  if unlisted:
+    raise ValueError(f"the {what} to cover miss evaluated examples: "
+                     f"{sorted(unlisted, key=str)[:10]}")
+  return ids
 
 
 def count_valid(batch) -> dict:

@@ -1,11 +1,12 @@
 """NLVR2 evaluation over a whole split: predictions, accuracy and consistency, CSV file.
 
-Every example of the split is predicted exactly once: the evaluation pipeline pads its
-last batch (`valid` False) instead of dropping examples, the per-example outputs are
+Every example read is predicted exactly once: the evaluation pipeline pads its last
+batch (`valid` False) instead of dropping examples, the per-example outputs are
 gathered onto every process (`gather`), and each example is found again by its
-position in the split's list of examples, which every process holds. An example whose
-images could not be loaded is predicted "False" and counted as unpredicted, so the
-file still covers the split.
+position in the list of examples, which every process holds. The file covers every
+identifier of the split's files: an example the reader skipped (its images missing,
+say) or whose images could not be loaded is predicted "False" and counted as
+unpredicted.
 
 The file is the one the official `metrics.py` (and the NLVR2 team, for the hidden
 test set) reads: `WORKDIR/nlvr2_predictions_step{N}.csv`, "identifier,True|False" per
@@ -45,19 +46,30 @@ class Nlvr2Evaluator:
   """Predicts every example of a split, writes the official CSV, scores it."""
 
   def __init__(self, make_iterator: Callable[[], Iterator], eval_step, to_global,
-               examples: Sequence[records.Nlvr2Example], workdir: str):
+               examples: Sequence[records.Nlvr2Example], workdir: str,
+               identifiers: Sequence[str] | None = None):
+    """`identifiers`: every example the file must cover, in order (default: the
+    examples'); it must include every example's."""
     self.make_iterator = make_iterator
     self.eval_step = eval_step
     self.to_global = to_global
     self.examples = list(examples)
     self.workdir = epath.Path(workdir)
     self.labels = {e.identifier: e.label for e in self.examples if e.label is not None}
+    self.identifiers = gather.ids_to_cover(
+        identifiers, [e.identifier for e in self.examples], "identifiers")
 
   def predict(self, state) -> dict[int, tuple[bool, float]]:
     """{position in the split: (prediction, per-example loss)} over the whole split."""
     found = gather.per_example(self.make_iterator, self.eval_step, self.to_global, state,
                                "prediction")
     return {index: (bool(output), loss) for index, (output, loss) in found.items()}
+
+  def file_predictions(self, predicted: dict) -> dict[str, bool]:
+    """identifier -> prediction over `identifiers`, in order; "False" for an example
+    not predicted."""
+    found = {self.examples[i].identifier: value for i, (value, _) in predicted.items()}
+    return {identifier: found.get(identifier, False) for identifier in self.identifiers}
 
   def write(self, predictions: dict[str, bool], step: int) -> epath.Path:
     path = self.workdir / f"nlvr2_predictions_step{step}.csv"
@@ -69,9 +81,7 @@ class Nlvr2Evaluator:
   def run(self, state) -> Iterator[tuple[str, float]]:
     step = int(jax.device_get(state.step))
     predicted = self.predict(state)
-    # In the split's order; an unpredicted example falls back to "False".
-    predictions = {e.identifier: predicted.get(i, (False, 0.0))[0]
-                   for i, e in enumerate(self.examples)}
+    predictions = self.file_predictions(predicted)
     path = self.write(predictions, step)
     logging.info("NLVR2: predicted %d of %d examples; wrote %s", len(predicted),
                  len(predictions), path)

@@ -1,15 +1,20 @@
 """VQA evaluation over a whole split: answers, official accuracy, EvalAI submission file.
 
-Every question of the split is answered exactly once: the evaluation pipeline pads its
-last batches (`valid` False) instead of dropping examples, the per-example outputs are
+Every question read is answered exactly once: the evaluation pipeline pads its last
+batches (`valid` False) instead of dropping examples, the per-example outputs are
 gathered onto every process (`gather`), and each question is found again by its
-position in the split's list of examples, which every process holds. A question whose
-image could not be loaded gets the most frequent answer and is counted as unanswered,
-so the submission still covers the split.
+position in the list of examples, which every process holds.
 
-With annotations the predictions are scored with the official VQA accuracy (overall
-and per answer type, in percent); without them (test-dev, test-std) only the file is
-written: `WORKDIR/vqa_predictions_step{N}.json`, `[{"question_id": int, "answer": str}]`.
+The file, `WORKDIR/vqa_predictions_step{N}.json` (`[{"question_id": int, "answer":
+str}]`), answers every question id it is asked to cover, in that order: the questions
+files' ids, including questions the reader skipped and questions whose image could not
+be loaded (those get the vocabulary's most frequent answer and count as unanswered).
+For an EvalAI test-dev submission that must be the whole test-std questions file
+(`v2_OpenEnded_mscoco_test2015_questions.json`), so the setup adds its questions to
+the evaluation when `config.data.submission_questions` names it.
+
+The annotated questions are scored with the official VQA accuracy (`vqa_metric`:
+overall and per answer type, in percent); the others are only predicted.
 """
 
 import json
@@ -44,11 +49,17 @@ def make_eval_fns():
 
 
 def official_structures(examples: Sequence[records.VqaExample]) -> tuple[dict, dict]:
-  """The loaded questions and annotations files, rebuilt from the examples read."""
+  """The loaded questions and annotations files of the annotated examples, rebuilt.
+
+  Answers get the official files' distinct `answer_id`s, so that the scorer leaves
+  annotators out one at a time as it does on those files.
+  """
+  examples = [e for e in examples if e.answers]
   questions = [{"question_id": e.question_id, "image_id": e.image_id} for e in examples]
   annotations = [{"question_id": e.question_id, "image_id": e.image_id,
                   "answer_type": e.answer_type, "question_type": e.question_type,
-                  "answers": [{"answer": a} for a in e.answers]} for e in examples]
+                  "answers": [{"answer": a, "answer_id": i + 1}
+                              for i, a in enumerate(e.answers)]} for e in examples]
   return {"questions": questions}, {"annotations": annotations}
 
 
@@ -62,15 +73,19 @@ class VqaEvaluator:
 
   def __init__(self, make_iterator: Callable[[], Iterator], eval_step, to_global,
                examples: Sequence[records.VqaExample], vocab: answers_lib.AnswerVocab,
-               workdir: str):
+               workdir: str, question_ids: Sequence[int] | None = None):
+    """`question_ids`: every id the file must answer, in order (default: the
+    examples'); it must include every example's."""
     self.make_iterator = make_iterator
     self.eval_step = eval_step
     self.to_global = to_global
     self.examples = list(examples)
     self.vocab = vocab
     self.workdir = epath.Path(workdir)
-    self.annotated = bool(self.examples) and all(e.answers for e in self.examples)
-    self.official = official_structures(self.examples) if self.annotated else None
+    self.question_ids = gather.ids_to_cover(
+        question_ids, [e.question_id for e in self.examples], "question ids")
+    self.official = official_structures(self.examples)
+    self.annotated = bool(self.official[1]["annotations"])
 
   def predict(self, state) -> dict[int, tuple[int, float]]:
     """{position in the split: (answer index, per-example loss)} over the whole split."""
@@ -80,12 +95,13 @@ class VqaEvaluator:
     return {index: (int(output), loss) for index, (output, loss) in found.items()}
 
   def results(self, predicted: dict) -> list[dict]:
-    """The EvalAI results list, in the split's order; unanswered questions get the
-    vocabulary's most frequent answer."""
-    fallback = (0, 0.0)
-    return [{"question_id": int(example.question_id),
-             "answer": self.vocab.answers[predicted.get(i, fallback)[0]]}
-            for i, example in enumerate(self.examples)]
+    """The EvalAI results list over `question_ids`, in order; a question unanswered
+    (not read, or its image not loaded) gets the vocabulary's most frequent answer."""
+    answers = {example.question_id: self.vocab.answers[predicted[i][0]]
+               for i, example in enumerate(self.examples) if i in predicted}
+    fallback = self.vocab.answers[0]
+    return [{"question_id": int(question_id), "answer": answers.get(question_id, fallback)}
+            for question_id in self.question_ids]
 
   def write(self, results: list[dict], step: int) -> epath.Path:
     path = self.workdir / f"vqa_predictions_step{step}.json"
@@ -105,8 +121,11 @@ class VqaEvaluator:
     yield "num_unanswered", float(len(results) - len(predicted))
     if not self.annotated:
       return
-    yield "loss", float(np.mean([loss for _, loss in predicted.values()] or [0.0]))
-    scores = vqa_metric.score(*self.official, results)
+    yield "loss", float(np.mean([loss for i, (_, loss) in predicted.items()
+                                 if self.examples[i].answers] or [0.0]))
+    scored_ids = {a["question_id"] for a in self.official[1]["annotations"]}
+    scores = vqa_metric.score(*self.official,
+                              [r for r in results if r["question_id"] in scored_ids])
     yield "accuracy", scores["overall"]
     for answer_type, accuracy in sorted(scores["perAnswerType"].items()):
       yield metric_name(answer_type), accuracy

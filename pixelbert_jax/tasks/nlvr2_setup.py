@@ -54,6 +54,9 @@ def make_setup(config, workdir: str) -> registry.Setup:
   splits = _split_files(data_cfg, world)
   train = read_split(*splits["train"], "train", data_cfg.max_skip_fraction)
   held_out = read_split(*splits["eval"], "eval", data_cfg.max_skip_fraction)
+  # The prediction file covers every line of the eval files, skipped ones included.
+  identifiers = list(dict.fromkeys(i for path in splits["eval"][0]
+                                   for i in nlvr2_reader.identifiers(path)))
   pipe_cfg = dict(data_cfg, global_batch_size=config.global_batch_size, num_epochs=None)
   train_iter = pipeline.nlvr2_pipeline(train, tokenizer, pipe_cfg, seed=config.seed,
                                        **registry.process_shard())
@@ -67,7 +70,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
 
   def make_evaluators(eval_step, to_global):
     return {"nlvr2": nlvr2_evaluator.Nlvr2Evaluator(make_eval_iter, eval_step, to_global,
-                                                    held_out, workdir)}
+                                                    held_out, workdir, identifiers)}
 
   return registry.Setup(
       model_fn=lambda rngs: nlvr2.Nlvr2Model(model_config, rngs=rngs),

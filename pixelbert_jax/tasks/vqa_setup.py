@@ -6,6 +6,11 @@ evaluate). The answer vocabulary is built from the training annotations (answers
 at least `config.answer_min_count` times) and saved as `WORKDIR/answer_vocab.json`; a
 run that finds that file (a resumed run, `mode=eval`) uses it as it is, so answer
 indices always mean what the checkpoint's head learned.
+
+`config.data.submission_questions` (with `submission_images`) adds the questions of
+another file to the evaluation, unannotated: an EvalAI test-dev submission must answer
+the whole test-std file (`v2_OpenEnded_mscoco_test2015_questions.json`), while only
+test-dev (or whatever `eval_questions` names) is scored where annotations exist.
 """
 
 import jax
@@ -64,6 +69,33 @@ def read_split(files: list[tuple], name: str, max_skip_fraction: float) -> list:
   return examples
 
 
+def _unique(ids) -> list:
+  return list(dict.fromkeys(ids))
+
+
+def evaluation_split(data_cfg, files: list[tuple]) -> tuple[list, list]:
+  """(examples to evaluate, question ids the predictions file must answer).
+
+  The ids are every question of the eval files (and of the submission file), in
+  order, including those the reader skipped: they are answered with the fallback.
+  """
+  examples = read_split(files, "eval", data_cfg.max_skip_fraction)
+  ids = [i for questions, _, _ in files for i in vqa_reader.question_ids(questions)]
+  if data_cfg.submission_questions:
+    if not data_cfg.submission_images:
+      raise ValueError("config.data.submission_images (e.g. .../test2015) is required "
+                       "with config.data.submission_questions")
+    extra = read_split([(data_cfg.submission_questions, None,
+                         data_cfg.submission_images)], "submission",
+                       data_cfg.max_skip_fraction)
+    evaluated = {e.question_id for e in examples}
+    examples += [e for e in extra if e.question_id not in evaluated]
+    ids += vqa_reader.question_ids(data_cfg.submission_questions)
+    logging.info("VQA submission: %d more questions from %s", len(examples) - len(evaluated),
+                 data_cfg.submission_questions)
+  return examples, _unique(ids)
+
+
 def answer_vocab(train: list, min_count: int, workdir: str) -> answers_lib.AnswerVocab:
   """The workdir's saved vocabulary, or a new one built from `train` and saved there."""
   path = epath.Path(workdir) / VOCAB_FILE
@@ -89,7 +121,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
   tokenizer = pretrain_data.make_tokenizer(data_cfg, world, workdir)
   splits = _synthetic_splits(world) if world else _real_splits(data_cfg)
   train = read_split(splits["train"], "train", data_cfg.max_skip_fraction)
-  held_out = read_split(splits["eval"], "eval", data_cfg.max_skip_fraction)
+  held_out, question_ids = evaluation_split(data_cfg, splits["eval"])
   vocab = answer_vocab(train, config.answer_min_count, workdir)
   pipe_cfg = dict(data_cfg, global_batch_size=config.global_batch_size, num_epochs=None)
   train_iter = pipeline.vqa_pipeline(train, tokenizer, vocab, pipe_cfg, seed=config.seed,
@@ -104,7 +136,7 @@ def make_setup(config, workdir: str) -> registry.Setup:
 
   def make_evaluators(eval_step, to_global):
     return {"vqa": vqa_evaluator.VqaEvaluator(make_eval_iter, eval_step, to_global,
-                                              held_out, vocab, workdir)}
+                                              held_out, vocab, workdir, question_ids)}
 
   return registry.Setup(
       model_fn=lambda rngs: vqa.VqaModel(model_config, len(vocab), rngs=rngs),

@@ -7,6 +7,7 @@ from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import records
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.data.readers import vqa
+from pixelbert_jax.evaluators import vqa_metric
 
 
 def _example(question_id, answers):
@@ -18,10 +19,21 @@ def test_vocab_keeps_frequent_answers_most_frequent_first():
               _example(2, ["2"] * 6 + ["two"] * 3 + ["3"]),
               _example(3, ["red"] * 6 + ["pink"] * 4)]
   vocab = answers_lib.build_answer_vocab(examples, min_count=3)
-  # The official processing makes "Yes " and "yes", and "two" and "2", one answer.
+  # The official processing makes "Yes " and "yes", and "two" and "2", one answer
+  # where annotators disagree.
   assert vocab.answers == ("yes", "2", "red", "pink")
   assert len(answers_lib.build_answer_vocab(examples, min_count=7)) == 2  # yes, 2
-  assert "YES" in vocab and "3" not in vocab
+  assert "yes" in vocab and "YES" not in vocab and "3" not in vocab
+
+
+def test_vocab_counts_unanimous_answers_as_written():
+  # Ten identical answers are compared unprocessed, so "Two" is what scores there;
+  # among disagreeing annotators "Two" counts as "2".
+  examples = [_example(1, ["Two"] * 10), _example(2, ["Two"] * 5 + ["2"] * 5)]
+  vocab = answers_lib.build_answer_vocab(examples, min_count=1)
+  assert vocab.answers == ("2", "Two")
+  np.testing.assert_allclose(vocab.dense_targets(["Two"] * 10), [0.0, 1.0])
+  np.testing.assert_allclose(vocab.dense_targets(["Two"] * 5 + ["2"] * 5), [1.0, 1.0])
 
 
 @pytest.mark.parametrize("count, score", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9),
@@ -47,6 +59,24 @@ def test_dense_and_sparse_targets_agree():
   numbers = answers_lib.AnswerVocab(["2"])
   assert numbers.dense_targets(["two"] * 10)[0] == 0.0
   np.testing.assert_allclose(numbers.dense_targets(["2"] * 3 + ["3"] * 7), [0.9])
+
+
+TRICKY = ["yes", "Yes", "yes.", " yes", "no", "2", "two", "Two", "10", "ten", "red",
+          "Red", "red\n", "the red", "t-shirt", "t shirt", "1,000", "1000", "dog.", "dog",
+          "dont", "don't", "a", "the", "", "2.5", "." * 40, "." * 35]
+
+
+def test_every_target_is_the_official_score_of_its_answer():
+  # Training and evaluation agree: each vocabulary entry's target is exactly what
+  # the scorer gives it as the prediction, on answer sets built to trip them up.
+  rng = np.random.default_rng(0)
+  vocab = answers_lib.AnswerVocab(sorted(set(TRICKY)))
+  for _ in range(400):
+    pool = rng.choice(TRICKY, size=rng.integers(1, 4), replace=False)
+    answers = [str(a) for a in rng.choice(pool, size=10)]
+    expected = [vqa_metric.question_accuracy(entry, answers) for entry in vocab.answers]
+    np.testing.assert_allclose(vocab.dense_targets(answers), expected, rtol=1e-6,
+                               err_msg=repr(answers))
 
 
 def test_save_and_load_round_trip(tmp_path):

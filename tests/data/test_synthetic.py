@@ -86,6 +86,11 @@ def test_vqa_has_ten_answers_with_real_disagreement(world):
   assert "v2_OpenEnded_mscoco_test-dev2015_questions.json" in world[
       "vqa_test-dev2015_questions"]
   assert "vqa_test-dev2015_annotations" not in world
+  # As released: test-dev is a part of test-std, whose file holds every test question.
+  test_dev = {q["question_id"] for q in _load(world["vqa_test-dev2015_questions"])["questions"]}
+  test_std = {q["question_id"] for q in _load(world["vqa_test2015_questions"])["questions"]}
+  assert test_dev and test_dev < test_std
+  assert "vqa_test2015_annotations" not in world
 
 
 def test_answers_include_formatting_variants_and_synonyms():

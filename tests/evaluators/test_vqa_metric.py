@@ -82,27 +82,96 @@ def test_contraction_table_has_the_official_shape():
              if key != "somebody'd")
 
 
-def test_normalize_answer_official_runs_every_step():
-  assert vqa_metric.normalize_answer_official("  Two\tdogs.\n") == "2 dogs"
-  assert vqa_metric.normalize_answer_official("The T-Shirt!") == "t shirt"
+def test_normalize_answer_runs_every_step():
+  assert vqa_metric.normalize_answer("  Two\tdogs.\n") == "2 dogs"
+  assert vqa_metric.normalize_answer("The T-Shirt!") == "t shirt"
+  assert vqa_metric.clean_whitespace("\tred\n ") == "red"
+  assert vqa_metric.clean_whitespace("re\nd") == "re d"  # Inside: a space, kept.
 
 
-def test_identical_answers_are_not_normalised():
-  # Ten identical answers stay raw while the prediction is always processed, so
-  # "t-shirt" (predicted "t shirt") misses them; one dissenter changes that.
-  assert vqa_metric.question_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0
-  assert vqa_metric.question_accuracy("t-shirt", ["t-shirt"] * 9 + ["shirt"]) == 1.0
-  # Raw identical answers still match a prediction that normalises to them.
-  assert vqa_metric.question_accuracy("Yes.", ["yes"] * 10) == 1.0
+# Each case below is worked by hand from vqaEval.py at GT-Vision-Lab/VQA a013f00:
+# (1) strip "\n", "\t" and outer spaces from every answer and the prediction;
+# (2) if the cleaned answers differ, punctuation + digit/article processing on
+# all of them and on the prediction; (3) min(1, others matching / 3), averaged.
+TEN_OF = lambda answer: [answer] * 10
 
 
-def test_annotator_answers_get_punctuation_processing_only():
-  # The prediction "two" becomes "2"; the annotators' "two" stay "two", so only
-  # the two "2" answers match: 0.6.
-  answers = ["two"] * 8 + ["2"] * 2
-  assert vqa_metric.question_accuracy("two", answers) == pytest.approx(0.6)
-  # Annotators' "yes!" becomes "yes " (not stripped) and never matches "yes".
-  assert vqa_metric.question_accuracy("yes", ["yes!"] * 9 + ["no"]) == 0.0
+@pytest.mark.parametrize("prediction, answers, expected", [
+    # Whitespace in ground truth: cleaned always, so ten identical answers.
+    ("red", ["red\n"] * 5 + [" red"] * 5, 1.0),
+    ("\tred ", ["red\n"] * 5 + [" red"] * 5, 1.0),   # The prediction is cleaned too.
+    ("Red", ["red\n"] * 5 + [" red"] * 5, 0.0),      # Identical: no lower-casing.
+    ("re d", ["re\nd"] * 10, 1.0),                   # Inner newline -> space.
+    # Identical answers are compared as written, with no further processing.
+    ("2", TEN_OF("2"), 1.0),
+    ("Two", TEN_OF("2"), 0.0),
+    ("two", TEN_OF("2"), 0.0),
+    ("t-shirt", TEN_OF("t-shirt"), 1.0),  # The 2017 code scored this 0.
+    ("t shirt", TEN_OF("t-shirt"), 0.0),
+    ("yes.", TEN_OF("yes"), 0.0),
+    # Disagreeing answers: everything processed, the prediction included.
+    ("Two", ["2"] * 9 + ["3"], 1.0),
+    ("two", ["two"] * 8 + ["2"] * 2, 1.0),             # All become "2" (2017: 0.6).
+    ("t-shirt", ["t-shirt"] * 9 + ["shirt"], 1.0),     # "t shirt" on both sides.
+    ("tshirt", ["t-shirt"] * 9 + ["shirt"], 0.0),
+    ("yes", ["yes!"] * 9 + ["no"], 1.0),               # "yes " -> "yes" by split/join.
+    # Number words and articles.
+    ("ten", ["10"] * 3 + ["9"] * 7, 0.9),              # 3 matches: 3 x 2/3 + 7 x 1.
+    ("none", ["0"] * 2 + ["zero"] * 2 + ["1"] * 6, 1.0),  # 4 x "0".
+    ("a dog", ["the dog"] * 3 + ["dog"] * 7, 1.0),
+    ("an apple", ["apple"] * 2 + ["pear"] * 8, 0.6),   # 2 x 1/3 + 8 x 2/3.
+    # Contractions get their apostrophe back.
+    ("dont", ["don't"] * 2 + ["dont"] * 2 + ["no"] * 6, 1.0),
+    ("cant", ["can't"] + ["no"] * 9, 0.3),
+    # "1,000": a digit-comma-digit deletes every punctuation mark.
+    ("1,000", ["1,000"] * 5 + ["1000"] * 5, 1.0),
+    ("1000", ["1,000"] * 2 + ["100"] * 8, 0.6),
+    ("1 000", ["1,000"] * 2 + ["100"] * 8, 0.0),
+    # Periods: removed unless before a digit.
+    ("dog", ["dog."] * 3 + ["cat"] * 7, 0.9),
+    ("2.5", ["2.5"] * 4 + ["2"] * 6, 1.0),
+    ("25", ["2.5"] * 4 + ["2"] * 6, 0.0),
+    # 32+ periods: only the first 32 are removed (re.UNICODE passed as the count).
+    ("." * 40, ["." * 40] * 5 + ["no"] * 5, 1.0),      # Both sides keep 8.
+    ("." * 35, ["." * 40] * 5 + ["no"] * 5, 0.0),      # 3 periods vs 8.
+    ("." * 8, ["." * 40] * 5 + ["no"] * 5, 0.0),       # 8 periods: all removed.
+    # Answers that become empty match an empty prediction.
+    ("an", ["a"] * 4 + ["the"] * 3 + ["no"] * 3, 1.0),
+    ("", ["a"] * 4 + ["the"] * 3 + ["no"] * 3, 1.0),
+    ("a", TEN_OF("the"), 0.0),                         # Identical: "the" stays "the".
+    ("", TEN_OF(" \n"), 1.0),                          # Ten "" after cleaning.
+])
+def test_question_accuracy_worked_cases(prediction, answers, expected):
+  assert vqa_metric.question_accuracy(prediction, answers) == pytest.approx(expected)
+
+
+def test_answer_dicts_are_left_out_as_the_official_code_compares_them():
+  # Distinct answer_ids: one annotator left out at a time, as with strings.
+  blue = [{"answer": "blue", "answer_confidence": "yes", "answer_id": i} for i in range(4, 11)]
+  red = [{"answer": "red", "answer_confidence": "yes", "answer_id": i} for i in (1, 2, 3)]
+  assert vqa_metric.question_accuracy("red", red + blue) == pytest.approx(0.9)
+  # Three equal dicts: leaving one out drops all three (0 matches), the 7 other
+  # subsets keep 3 matches: 7 / 10.
+  same = [{"answer": "red", "answer_confidence": "yes", "answer_id": 1}] * 3
+  assert vqa_metric.question_accuracy("red", same + blue) == pytest.approx(0.7)
+  # Equal after processing counts: "Red" and "red" dicts become equal.
+  mixed = [{"answer": text, "answer_id": 1} for text in ("Red", "red", "red")]
+  assert vqa_metric.question_accuracy("red", mixed + blue) == pytest.approx(0.7)
+
+
+def test_official_report_rounds_ties_away_from_zero_like_python2():
+  # 1 right of 32 questions: exactly 3.125 %. The official report (Python 2's
+  # round) prints 3.13; Python 3's round would print 3.12.
+  rows = [(q, "red" if q == 1 else "blue") for q in range(1, 33)]
+  questions = {"questions": [{"question_id": q, "image_id": 1} for q, _ in rows]}
+  annotations = {"annotations": [
+      {"question_id": q, "image_id": 1, "question_type": "what", "answer_type": "other",
+       "answers": _answers(["red"] * 10)} for q, _ in rows]}
+  results = [{"question_id": q, "answer": answer} for q, answer in rows]
+  assert vqa_metric.score(questions, annotations, results)["overall"] == 3.125
+  rounded = vqa_metric.score(questions, annotations, results, digits=2)
+  assert rounded["overall"] == 3.13 and rounded["perAnswerType"] == {"other": 3.13}
+  assert vqa_metric.round_like_python2(2.675, 2) == 2.67  # Really 2.67499999...
 
 
 def _answers(texts):
@@ -111,11 +180,14 @@ def _answers(texts):
 
 
 def _official_files():
-  """Four questions whose accuracies are 1.0, 0.6, 0.3 and 0.0 for `RESULTS`."""
-  rows = [(1, 10, "is the", "yes/no", ["yes"] * 10),
-          (2, 10, "how many", "number", ["2"] * 2 + ["3"] * 8),
-          (3, 11, "what color is the", "other", ["red"] + ["blue"] * 9),
-          (4, 12, "how many", "number", ["4"] * 10)]
+  """Six questions in the official format; `RESULTS` scores them, by hand from the
+  official code, 0.0, 1.0, 0.6, 0.0, 0.3 and 1.0."""
+  rows = [(1, 10, "is the", "yes/no", ["yes"] * 10),      # "Yes": case kept, 0.
+          (2, 10, "is the", "yes/no", ["yes"] * 9 + ["no"]),  # "Yes" -> "yes": 1.
+          (3, 10, "how many", "number", ["2"] * 2 + ["3"] * 8),  # "two" -> "2": 0.6.
+          (4, 12, "how many", "number", ["4"] * 10),       # "four" stays: 0.
+          (5, 11, "what color is the", "other", ["red"] + ["blue"] * 9),  # 0.3.
+          (6, 11, "what is the", "other", ["t-shirt\n"] * 10)]  # Cleaned: 1.
   questions = {"questions": [{"question_id": q, "image_id": i, "question": f"{t}?"}
                              for q, i, t, _, _ in rows]}
   annotations = {"annotations": [
@@ -125,28 +197,32 @@ def _official_files():
   return questions, annotations
 
 
-RESULTS = [{"question_id": 1, "answer": "Yes"}, {"question_id": 2, "answer": "two"},
-           {"question_id": 3, "answer": "red"}, {"question_id": 4, "answer": "four dogs"}]
+RESULTS = [{"question_id": 1, "answer": "Yes"}, {"question_id": 2, "answer": "Yes"},
+           {"question_id": 3, "answer": "two"}, {"question_id": 4, "answer": "four"},
+           {"question_id": 5, "answer": "red"}, {"question_id": 6, "answer": "t-shirt"}]
+# (0 + 1 + 0.6 + 0 + 0.3 + 1) / 6 = 48.333...; per type, the means of their questions.
+EXPECTED = {"overall": 100 * 2.9 / 6,
+            "perAnswerType": {"yes/no": 50.0, "number": 30.0, "other": 65.0},
+            "perQuestionType": {"is the": 50.0, "how many": 30.0,
+                                "what color is the": 30.0, "what is the": 100.0}}
 
 
 def test_score_reports_overall_per_answer_type_and_per_question_type():
   questions, annotations = _official_files()
   result = vqa_metric.score(questions, annotations, RESULTS)
-  assert result["count"] == 4
-  assert result["overall"] == pytest.approx(100 * (1.0 + 0.6 + 0.3 + 0.0) / 4)
-  assert result["perAnswerType"] == pytest.approx(
-      {"yes/no": 100.0, "number": 30.0, "other": 30.0})
-  assert result["perQuestionType"] == pytest.approx(
-      {"is the": 100.0, "how many": 30.0, "what color is the": 30.0})
+  assert result["count"] == 6
+  for field, expected in EXPECTED.items():
+    assert result[field] == pytest.approx(expected), field
   per_question = vqa_metric.question_accuracies(questions, annotations, RESULTS)
-  assert per_question == pytest.approx({1: 1.0, 2: 0.6, 3: 0.3, 4: 0.0})
+  assert per_question == pytest.approx({1: 0.0, 2: 1.0, 3: 0.6, 4: 0.0, 5: 0.3, 6: 1.0})
 
 
 @pytest.mark.parametrize("results, message", [
-    (RESULTS[:3], r"missing question ids 1 \(4\)"),
+    (RESULTS[:5], r"missing question ids 1 \(6\)"),
     (RESULTS + [{"question_id": 99, "answer": "x"}], r"unknown question ids 1 \(99\)"),
     (RESULTS + RESULTS[:1], r"repeated question ids 1 \(1\)"),
-    (RESULTS[:3] + [{"question_id": 4, "answer": 4}], "not a string"),
+    (RESULTS[:5] + [{"question_id": 6, "answer": 4}], "not a string"),
+    ({"question_id": 1, "answer": "yes"}, "must be a list"),
 ])
 def test_score_refuses_results_that_do_not_match(results, message):
   questions, annotations = _official_files()
@@ -157,25 +233,29 @@ def test_score_refuses_results_that_do_not_match(results, message):
 def test_score_refuses_questions_of_another_split():
   questions, annotations = _official_files()
   questions["questions"].pop()
-  with pytest.raises(ValueError, match=r"1 \(4\) only in annotations"):
+  with pytest.raises(ValueError, match=r"1 \(6\) only in annotations"):
     vqa_metric.score(questions, annotations, RESULTS)
 
 
-def _write_files(tmp_path, results=RESULTS):
-  questions, annotations = _official_files()
+def _write_files(tmp_path, results=RESULTS, annotations=True):
+  questions, annotation_data = _official_files()
+  files = [("questions", questions), ("results", results)]
+  files += [("annotations", annotation_data)] if annotations else []
   paths = {}
-  for name, data in [("questions", questions), ("annotations", annotations),
-                     ("results", results)]:
+  for name, data in files:
     paths[name] = tmp_path / f"{name}.json"
     paths[name].write_text(json.dumps(data))
   return [f"--{name}={path}" for name, path in paths.items()]
 
 
-def test_cli_prints_the_scores_as_json(tmp_path, capsys):
+def test_cli_prints_the_official_rounded_scores(tmp_path, capsys):
   assert vqa_score.main(_write_files(tmp_path)) == 0
   printed = json.loads(capsys.readouterr().out)
-  assert printed == vqa_metric.score(*_official_files(), RESULTS)  # Floats survive JSON.
-  assert printed["count"] == 4
+  assert printed == {"overall": 48.33, "count": 6,
+                     **{k: v for k, v in EXPECTED.items() if k != "overall"}}
+  assert vqa_score.main(_write_files(tmp_path) + ["--unrounded"]) == 0
+  unrounded = json.loads(capsys.readouterr().out)
+  assert unrounded == vqa_metric.score(*_official_files(), RESULTS)  # Floats survive JSON.
 
 
 def test_cli_names_missing_questions_and_exits_2(tmp_path, capsys):
@@ -185,8 +265,26 @@ def test_cli_names_missing_questions_and_exits_2(tmp_path, capsys):
   assert "missing question ids 1 (1)" in capsys.readouterr().err
 
 
+def test_cli_checks_a_submission_without_annotations(tmp_path, capsys):
+  # A test-std submission: no annotations, every question answered exactly once.
+  assert vqa_score.main(_write_files(tmp_path, annotations=False)) == 0
+  assert json.loads(capsys.readouterr().out) == {"count": 6, "complete": True}
+  other_split = [{"question_id": q + 100, "answer": "yes"} for q in range(1, 7)]
+  with pytest.raises(SystemExit) as exit_info:
+    vqa_score.main(_write_files(tmp_path, other_split, annotations=False))
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert "missing question ids 6 (1, 2, 3, 4, 5, 6)" in err
+  assert "unknown question ids 6 (101, 102" in err
+  (tmp_path / "results.json").write_text('[{"question_id": 1')
+  with pytest.raises(SystemExit):
+    vqa_score.main([f"--questions={tmp_path / 'questions.json'}",
+                    f"--results={tmp_path / 'results.json'}"])
+  assert "results.json is not valid JSON" in capsys.readouterr().err
+
+
 def test_cli_runs_as_a_module(tmp_path):
   done = subprocess.run([sys.executable, "-m", "pixelbert_jax.evaluators.vqa_score",
                          *_write_files(tmp_path)], capture_output=True, text=True,
                         check=True)
-  assert json.loads(done.stdout)["overall"] == pytest.approx(47.5)
+  assert json.loads(done.stdout)["overall"] == pytest.approx(48.33)

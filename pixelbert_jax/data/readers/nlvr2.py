@@ -52,6 +52,17 @@ def _label(entry: dict, identifier: str, skips: skips_lib.SkipCounter
   return True, label
 
 
+def identifiers(jsonl_file: epath.PathLike) -> list[str]:
+  """Every identifier of a JSON-lines file, in order: what a prediction file for it
+  must cover, including the lines `read_nlvr2` skips (a line that is not JSON or
+  has no identifier has none to give, and is counted by `read_nlvr2`)."""
+  found = []
+  for _, entry in common.iter_json_lines(jsonl_file, skips_lib.SkipCounter("nlvr2-ids")):
+    if isinstance(entry.get("identifier"), str):
+      found.append(entry["identifier"])
+  return found
+
+
 def read_nlvr2(jsonl_file: epath.PathLike, image_dir: epath.PathLike, *,
                skips: skips_lib.SkipCounter | None = None
                ) -> Iterator[records.Nlvr2Example]:

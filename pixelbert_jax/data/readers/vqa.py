@@ -50,6 +50,13 @@ def _answers(annotation: dict, question_id: int,
   return tuple(texts)
 
 
+def question_ids(questions_file: epath.PathLike) -> list:
+  """Every `question_id` of a questions file, in order: what a results file for it
+  must answer, including questions `read_vqa` skips."""
+  questions = common.load_json(questions_file).get("questions") or ()
+  return [q["question_id"] for q in questions if isinstance(q, dict) and "question_id" in q]
+
+
 def read_vqa(questions_file: epath.PathLike, annotations_file: epath.PathLike | None,
              image_dir: epath.PathLike, *, image_subtype: str | None = None,
              skips: skips_lib.SkipCounter | None = None
