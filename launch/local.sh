@@ -47,34 +47,24 @@ gpus_per_process=""
 port=""
 log_dir=""
 python="python3"
-main_args=()
 
-parse_args() {
-  while (($#)); do
-    if [[ "$1" == --*=* ]]; then
-      set -- "${1%%=*}" "${1#*=}" "${@:2}"
-    fi
-    case "$1" in
-      --config) require_value "$@"; config="$2"; shift 2 ;;
-      --workdir) require_value "$@"; workdir="$2"; shift 2 ;;
-      --num-processes) require_value "$@"; num_processes="$2"; shift 2 ;;
-      --cpu-devices) require_value "$@"; cpu_devices="$2"; shift 2 ;;
-      --gpus-per-process) require_value "$@"; gpus_per_process="$2"; shift 2 ;;
-      --port) require_value "$@"; port="$2"; shift 2 ;;
-      --log-dir) require_value "$@"; log_dir="$2"; shift 2 ;;
-      --python) require_value "$@"; python="$2"; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      -h | --help) usage; exit 0 ;;
-      --) shift; main_args=("$@"); break ;;
-      *) die "unknown option '$1' (see --help)" ;;
-    esac
-  done
+# Called by parse_args (common.sh) for each option of this launcher.
+parse_option() {
+  case "$1" in
+    --config) takes_value "$@"; config="$2" ;;
+    --workdir) takes_value "$@"; workdir="$2" ;;
+    --num-processes) takes_value "$@"; num_processes="$2" ;;
+    --cpu-devices) takes_value "$@"; cpu_devices="$2" ;;
+    --gpus-per-process) takes_value "$@"; gpus_per_process="$2" ;;
+    --port) takes_value "$@"; port="$2" ;;
+    --log-dir) takes_value "$@"; log_dir="$2" ;;
+    --python) takes_value "$@"; python="$2" ;;
+    *) unknown_option "$1" ;;
+  esac
 }
 
 validate_args() {
-  require_option --config "${config}"
-  require_option --workdir "${workdir}"
-  require_config_file "${config}"
+  require_config_and_workdir "${config}" "${workdir}"
   require_positive_int --num-processes "${num_processes}"
   [[ -z "${cpu_devices}" ]] || require_positive_int --cpu-devices "${cpu_devices}"
   [[ -z "${gpus_per_process}" ]] || require_positive_int --gpus-per-process "${gpus_per_process}"
@@ -113,16 +103,6 @@ cpu_xla_flags() {
   echo "${kept[*]}"
 }
 
-# Prints the comma-separated GPU ids of process $1.
-gpu_ids() {
-  local first=$(($1 * gpus_per_process)) ids=() id
-  for ((id = first; id < first + gpus_per_process; id++)); do
-    ids+=("${id}")
-  done
-  local IFS=,
-  echo "${ids[*]}"
-}
-
 # Stores process $1's command, environment included, in the array COMMAND.
 process_command() {
   local id="$1" env_vars=()
@@ -130,11 +110,11 @@ process_command() {
     env_vars+=(JAX_PLATFORMS=cpu "XLA_FLAGS=$(cpu_xla_flags)")
   fi
   if [[ -n "${gpus_per_process}" ]]; then
-    env_vars+=("JAX_LOCAL_DEVICE_IDS=$(gpu_ids "${id}")")
+    env_vars+=("JAX_LOCAL_DEVICE_IDS=$(id_range $((id * gpus_per_process)) "${gpus_per_process}")")
   fi
   main_command "${python}" "${config}" "${workdir}" \
     "--coordinator_address=localhost:${port}" "--num_processes=${num_processes}" \
-    "--process_id=${id}" "${main_args[@]}"
+    "--process_id=${id}" "${MAIN_ARGS[@]}"
   COMMAND=()
   if ((${#env_vars[@]})); then
     COMMAND=(env "${env_vars[@]}")
@@ -158,10 +138,9 @@ start_processes() {
   for ((id = 0; id < num_processes; id++)); do
     process_command "${id}"
     log="${log_dir}/process_${id}.log"
-    if ((DRY_RUN)); then
-      echo "$(quote_command "${COMMAND[@]}") > $(quote_word "${log}") 2>&1 &"
-    else
-      echo "+ $(quote_command "${COMMAND[@]}") > $(quote_word "${log}") 2>&1 &" >&2
+    # Not `run`: the redirection and the `&` belong in the line shown too.
+    show_command "$(quote_command "${COMMAND[@]}") > $(quote_word "${log}") 2>&1 &"
+    if ((!DRY_RUN)); then
       "${COMMAND[@]}" >"${log}" 2>&1 &
       PIDS+=("$!")
     fi

@@ -58,38 +58,28 @@ job_name="pixelbert"
 log_dir="slurm_logs"
 sbatch_args=()
 python="python3"
-main_args=()
 
-parse_args() {
-  while (($#)); do
-    if [[ "$1" == --*=* ]]; then
-      set -- "${1%%=*}" "${1#*=}" "${@:2}"
-    fi
-    case "$1" in
-      --config) require_value "$@"; config="$2"; shift 2 ;;
-      --workdir) require_value "$@"; workdir="$2"; shift 2 ;;
-      --nodes) require_value "$@"; nodes="$2"; shift 2 ;;
-      --gpus-per-node) require_value "$@"; gpus_per_node="$2"; shift 2 ;;
-      --per-node) per_node=1; shift ;;
-      --partition) require_value "$@"; partition="$2"; shift 2 ;;
-      --time) require_value "$@"; time_limit="$2"; shift 2 ;;
-      --cpus-per-task) require_value "$@"; cpus_per_task="$2"; shift 2 ;;
-      --job-name) require_value "$@"; job_name="$2"; shift 2 ;;
-      --log-dir) require_value "$@"; log_dir="$2"; shift 2 ;;
-      --sbatch-arg) require_value "$@"; sbatch_args+=("$2"); shift 2 ;;
-      --python) require_value "$@"; python="$2"; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      -h | --help) usage; exit 0 ;;
-      --) shift; main_args=("$@"); break ;;
-      *) die "unknown option '$1' (see --help)" ;;
-    esac
-  done
+# Called by parse_args (common.sh) for each option of this launcher.
+parse_option() {
+  case "$1" in
+    --config) takes_value "$@"; config="$2" ;;
+    --workdir) takes_value "$@"; workdir="$2" ;;
+    --nodes) takes_value "$@"; nodes="$2" ;;
+    --gpus-per-node) takes_value "$@"; gpus_per_node="$2" ;;
+    --per-node) per_node=1 ;;
+    --partition) takes_value "$@"; partition="$2" ;;
+    --time) takes_value "$@"; time_limit="$2" ;;
+    --cpus-per-task) takes_value "$@"; cpus_per_task="$2" ;;
+    --job-name) takes_value "$@"; job_name="$2" ;;
+    --log-dir) takes_value "$@"; log_dir="$2" ;;
+    --sbatch-arg) takes_value "$@"; sbatch_args+=("$2") ;;
+    --python) takes_value "$@"; python="$2" ;;
+    *) unknown_option "$1" ;;
+  esac
 }
 
 validate_args() {
-  require_option --config "${config}"
-  require_option --workdir "${workdir}"
-  require_config_file "${config}"
+  require_config_and_workdir "${config}" "${workdir}"
   require_positive_int --nodes "${nodes}"
   require_positive_int --gpus-per-node "${gpus_per_node}"
   [[ -z "${cpus_per_task}" ]] || require_positive_int --cpus-per-task "${cpus_per_task}"
@@ -99,16 +89,6 @@ validate_args() {
     "${sbatch_args[@]}"; do
     [[ "${value}" != *[[:space:]]* ]] || die "no whitespace allowed in '${value}'"
   done
-}
-
-# Prints the comma-separated ids 0 .. G-1.
-all_gpu_ids() {
-  local ids=() id
-  for ((id = 0; id < gpus_per_node; id++)); do
-    ids+=("${id}")
-  done
-  local IFS=,
-  echo "${ids[*]}"
 }
 
 # Prints the #SBATCH lines that lay out the processes.
@@ -130,7 +110,7 @@ layout_directives() {
 device_ids_line() {
   if ((per_node)); then
     echo "# One process per node drives all of the node's GPUs."
-    echo "export JAX_LOCAL_DEVICE_IDS=$(all_gpu_ids)"
+    echo "export JAX_LOCAL_DEVICE_IDS=$(id_range 0 "${gpus_per_node}")"
   else
     echo "# --gpus-per-task=1 binds each task to one GPU, which it sees as device 0."
     echo "export JAX_LOCAL_DEVICE_IDS=0"
@@ -142,7 +122,7 @@ sbatch_script() {
   local srun=(srun --kill-on-bad-exit=1) arg
   # srun no longer inherits sbatch's --cpus-per-task (SLURM 23.11): repeat it.
   [[ -z "${cpus_per_task}" ]] || srun+=("--cpus-per-task=${cpus_per_task}")
-  main_command "${python}" "${config}" "${workdir}" "${main_args[@]}"
+  main_command "${python}" "${config}" "${workdir}" "${MAIN_ARGS[@]}"
   echo "#!/bin/bash"
   echo "#SBATCH --job-name=${job_name}"
   echo "#SBATCH --nodes=${nodes}"

@@ -78,40 +78,31 @@ config=""
 workdir=""
 env_vars=()
 worker=0
-main_args=()
 
-parse_args() {
-  while (($#)); do
-    if [[ "$1" == --*=* ]]; then
-      set -- "${1%%=*}" "${1#*=}" "${@:2}"
-    fi
-    case "$1" in
-      --name) require_value "$@"; name="$2"; shift 2 ;;
-      --zone) require_value "$@"; zone="$2"; shift 2 ;;
-      --project) require_value "$@"; project="$2"; shift 2 ;;
-      --accelerator-type) require_value "$@"; accelerator_type="$2"; shift 2 ;;
-      --version) require_value "$@"; version="$2"; shift 2 ;;
-      --queued) queued=1; shift ;;
-      --spot) spot=1; shift ;;
-      --source) require_value "$@"; source_spec="$2"; shift 2 ;;
-      --ref) require_value "$@"; ref="$2"; shift 2 ;;
-      --remote-dir) require_value "$@"; remote_dir="$2"; shift 2 ;;
-      --python-version) require_value "$@"; python_version="$2"; shift 2 ;;
-      --config) require_value "$@"; config="$2"; shift 2 ;;
-      --workdir) require_value "$@"; workdir="$2"; shift 2 ;;
-      --env) require_value "$@"; env_vars+=("$2"); shift 2 ;;
-      --worker) require_value "$@"; worker="$2"; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      -h | --help) usage; exit 0 ;;
-      --) shift; main_args=("$@"); break ;;
-      -*) die "unknown option '$1' (see --help)" ;;
-      *)
-        [[ -z "${command}" ]] || die "unexpected argument '$1' (see --help)"
-        command="$1"
-        shift
-        ;;
-    esac
-  done
+# Called by parse_args (common.sh) for each option of this launcher, and for COMMAND.
+parse_option() {
+  case "$1" in
+    --name) takes_value "$@"; name="$2" ;;
+    --zone) takes_value "$@"; zone="$2" ;;
+    --project) takes_value "$@"; project="$2" ;;
+    --accelerator-type) takes_value "$@"; accelerator_type="$2" ;;
+    --version) takes_value "$@"; version="$2" ;;
+    --queued) queued=1 ;;
+    --spot) spot=1 ;;
+    --source) takes_value "$@"; source_spec="$2" ;;
+    --ref) takes_value "$@"; ref="$2" ;;
+    --remote-dir) takes_value "$@"; remote_dir="$2" ;;
+    --python-version) takes_value "$@"; python_version="$2" ;;
+    --config) takes_value "$@"; config="$2" ;;
+    --workdir) takes_value "$@"; workdir="$2" ;;
+    --env) takes_value "$@"; env_vars+=("$2") ;;
+    --worker) takes_value "$@"; worker="$2" ;;
+    -*) unknown_option "$1" ;;
+    *)
+      [[ -z "${command}" ]] || die "unexpected argument '$1' (see --help)"
+      command="$1"
+      ;;
+  esac
 }
 
 # Prints what --source names: dir, git or wheel.
@@ -170,7 +161,7 @@ validate_args() {
     all) validate_create; validate_install; validate_train ;;
     *) die "unknown command '${command}' (see --help)" ;;
   esac
-  if ((${#main_args[@]})) && [[ "${command}" != train && "${command}" != all ]]; then
+  if ((${#MAIN_ARGS[@]})) && [[ "${command}" != train && "${command}" != all ]]; then
     die "arguments after -- are for the trainer: only train and all take them"
   fi
 }
@@ -292,7 +283,7 @@ install() {
 train_script() {
   local trainer=(nohup)
   ((${#env_vars[@]} == 0)) || trainer+=(env "${env_vars[@]}")
-  main_command .venv/bin/python "${config}" "${workdir}" "${main_args[@]}"
+  main_command .venv/bin/python "${config}" "${workdir}" "${MAIN_ARGS[@]}"
   trainer+=("${MAIN_COMMAND[@]}")
   echo "cd $(quote_word "${remote_dir}")"
   echo 'if [ -f train.pid ] && kill -0 "$(cat train.pid)" 2>/dev/null; then' \

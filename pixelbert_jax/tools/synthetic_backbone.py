@@ -50,8 +50,7 @@ def label_map(scene: synthetic.Scene, attribute: str, classes: tuple) -> Image.I
     if obj.shape == "circle":
       draw.ellipse([obj.x - obj.r, obj.y - obj.r, obj.x + obj.r, obj.y + obj.r], fill=value)
     else:
-      vertices = synthetic._polygon(  # pylint: disable=protected-access
-          obj.shape, obj.x, obj.y, obj.r, 0.0)
+      vertices = synthetic.polygon(obj.shape, obj.x, obj.y, obj.r, 0.0)
       draw.polygon(vertices, fill=value)
   return label
 
