@@ -7,7 +7,7 @@ mass that falls on objects of that colour is compared with the mass on the scene
 other objects. A word "hits" when its own colour gets more mass than the other
 objects; uniform attention hits as often as its colour covers more object area, so
 the table also shows that baseline. The scoring lives in
-`pixelbert_jax.evaluators.known_scenes`.
+`pixelbert_jax.inference.known_scenes`.
 
   python benchmarks/attention_grounding.py --workdir=/tmp/pixelbert_demo [--scenes=200]
       [--probe=masked-shape] [--per_head]
@@ -15,7 +15,7 @@ the table also shows that baseline. The scoring lives in
 
 import argparse
 
-from pixelbert_jax.evaluators import known_scenes
+from pixelbert_jax.inference import known_scenes
 from pixelbert_jax.inference import Predictor
 
 

@@ -16,7 +16,7 @@ guessing would give:
   the next and a statement true or false by a fair coin; accuracy per statement kind
   against always giving the commoner label.
 
-The scoring lives in `pixelbert_jax.evaluators.known_scenes`.
+The scoring lives in `pixelbert_jax.inference.known_scenes`.
 
   python benchmarks/demo_inference.py --vqa=/tmp/pixelbert_ablation/mlm___itm/vqa \
     --match=/tmp/pixelbert_ablation/mlm___itm/pretrain \
@@ -25,7 +25,7 @@ The scoring lives in `pixelbert_jax.evaluators.known_scenes`.
 
 import argparse
 
-from pixelbert_jax.evaluators import known_scenes
+from pixelbert_jax.inference import known_scenes
 from pixelbert_jax.inference import Predictor
 
 

@@ -38,6 +38,7 @@ from pixelbert_jax.data import records  # noqa: E402
 from pixelbert_jax.data import synthetic  # noqa: E402
 from pixelbert_jax.data import tokenizer as tokenizer_lib  # noqa: E402
 from pixelbert_jax.data.readers import coco  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
 SHORT_SIDE, LONG_SIDE = 800, 1333  # Pixel-BERT-R50's resolution.
 COCO_LONG_SIDE = 640  # COCO images are about 640 x 480.
@@ -148,10 +149,7 @@ def main():
             f"{args.batch_size} · {count} timed examples per row and round · median "
             f"of {args.rounds} rounds")
   text = f"{header}\n\n{table(bare, rates)}\n"
-  print(text)
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w", encoding="utf-8") as f:
-    f.write(text)
+  report.publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pixelbert_jax import flops  # noqa: E402
 from pixelbert_jax.models import variants  # noqa: E402
 from pixelbert_jax.models.pixel_sampling import sample_pixels  # noqa: E402
 from pixelbert_jax.models.pixelbert import PixelBert  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,10 +200,7 @@ def main():
   header = (f"{datetime.date.today()} · {platform.node()} · {jax.devices()[0].device_kind} "
             f"x{jax.device_count()} · jax {jax.__version__} · {os.cpu_count()} CPUs")
   text = f"{header}\n\n{table(rows)}\n"
-  print(text)
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w", encoding="utf-8") as f:
-    f.write(text)
+  report.publish(text, args.out)
 
 
 if __name__ == "__main__":

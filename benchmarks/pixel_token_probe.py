@@ -1,7 +1,7 @@
 r"""What do a run's pixel tokens say about the objects? A linear probe per attribute.
 
 The Transformer can only bind a word to what its pixel tokens encode. For fresh scenes
-(`evaluators.known_scenes`), every feature cell that an object covers for at least
+(`inference.known_scenes`), every feature cell that an object covers for at least
 `--min_object_share` gets the colour and the shape of the object covering most of it; a
 ridge classifier on the tokens (as `Predictor.image_features` returns them, the input of
 the Transformer) is fitted on two thirds of the scenes and scored on the rest, against
@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 from PIL import Image
 
-from pixelbert_jax.evaluators import known_scenes
+from pixelbert_jax.inference import known_scenes
 from pixelbert_jax.inference import Predictor
 from pixelbert_jax.models import pixel_encoder
 from pixelbert_jax.tools import synthetic_backbone

@@ -36,7 +36,6 @@ import argparse
 import dataclasses
 import datetime
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -46,21 +45,27 @@ import time
 import jax
 import ml_collections
 import numpy as np
-import optax
+from etils import epath
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from configs import retrieval as retrieval_config  # noqa: E402
-from pixelbert_jax import flops, sharding, train, train_state, train_step  # noqa: E402
+from pixelbert_jax import flops, train, train_state  # noqa: E402
+from pixelbert_jax.evaluators import context as evaluator_context  # noqa: E402
 from pixelbert_jax.evaluators import retrieval_evaluator as rev  # noqa: E402
+from pixelbert_jax.inference import loading  # noqa: E402
 from pixelbert_jax.models.pixel_encoder import grid_size  # noqa: E402
-from pixelbert_jax.tasks import init_from, registry, retrieval  # noqa: E402
+from pixelbert_jax.tasks import base as tasks  # noqa: E402
+from pixelbert_jax.tasks import retrieval  # noqa: E402
+from pixelbert_jax.weights import from_run  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
 # COCO 5K (Karpathy test): 5000 images, 25,010 captions (~5 each); COCO 1K is 5 folds of
 # 1000 images x their 5000 captions. ViLT's anchor: 1 day 11 h on 8 GPUs for COCO 5K.
 COCO_IMAGES, COCO_TEXTS, COCO_FOLDS = 5000, 25_000, 5
 VILT_GPU_HOURS = 35.0 * 8
-H100_PEAK_TFLOPS = 989.0  # dense bf16, H100 SXM (DESIGN.md)
+H100_PEAK_TFLOPS = 989.0  # dense bf16, H100 SXM (docs/ARCHITECTURE.md, "Measuring performance")
+BERT_VOCAB_SIZE = 30522  # bert-base-uncased
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,33 +86,15 @@ def vocab_size(config) -> int:
   if config.data.kind == "synthetic":
     from pixelbert_jax.data import synthetic  # pylint: disable=g-import-not-at-top
     return len(synthetic.vocabulary())
-  return config.model.vocab_size
+  return BERT_VOCAB_SIZE
 
 
 def build_model(config, vocab: int):
-  """(state, eval_step, to_global, graphdef, other) as `train.train_and_evaluate` builds
-  them; the optimiser is the identity (evaluation reads only the weights)."""
-  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-  model_config = registry.model_config(config, vocab)
-  model_fn = lambda rngs: retrieval.RetrievalModel(
-      model_config, rngs=rngs, first_stage_dim=config.first_stage.dim)
-  graphdef, params, stats, other = train_state.init_model(model_fn, config.seed, mesh, rules)
-  state = train_state.create_train_state(params, stats, optax.identity(), config.seed, mesh)
-  eval_step = jax.jit(train_step.make_eval_step(graphdef, other, *rev.make_eval_fns()))
-  return state, eval_step, train.make_global(mesh, rules), graphdef, other
-
-
-def load_weights(state, graphdef, other, workdir: str):
-  """The body, score head and first stage of a retrieval run's latest checkpoint."""
-  shardings = (train_state.shardings_of(state.params),
-               train_state.shardings_of(state.batch_stats))
-  model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
-  init_from.load(workdir, {"pixelbert": model.pixelbert, "score_head": model.score_head,
-                           "first_stage": model.first_stage})
-  _, params, stats, _ = train_state.split_model(model)
-  return state.replace(params=jax.device_put(params, shardings[0]),
-                       batch_stats=jax.device_put(stats, shardings[1]))
+  """(fresh state, evaluation context) from the trainer's own `build_step`."""
+  step = train.build_step(config, tasks.get(config), {}, vocab, steps=1)
+  context = evaluator_context.EvalContext(
+      step.as_model, train.make_global(step.mesh, step.rules), epath.Path("/tmp"))
+  return step.state, context
 
 
 def image_batches(num_images: int, batch: int, preset: Preset, seed: int = 0):
@@ -178,10 +165,8 @@ class StageTimer:
 def warm_up(evaluator: rev.RetrievalEvaluator, state) -> float:
   """Compiles what a run of `evaluator` calls (CNN, text embeddings, one scoring call
   with its caption table) through a twin that sees only the first image batch."""
-  twin = rev.RetrievalEvaluator(
-      lambda: itertools.islice(evaluator.make_image_iterator(), 1), evaluator.eval_step,
-      evaluator.to_global, evaluator.num_images, evaluator.texts,
-      pairs_per_call=evaluator.pairs_per_call, top_k=evaluator.top_k)
+  twin = evaluator.variant(
+      make_image_iterator=lambda: itertools.islice(evaluator.make_image_iterator(), 1))
   start = time.perf_counter()
   blocks, _ = twin.encode_images(state)
   if twin.top_k:
@@ -236,37 +221,44 @@ def make_config(args) -> ml_collections.ConfigDict:
 
 
 def with_top_k(base: rev.RetrievalEvaluator, texts: dict, top_k: int):
-  """An evaluator like `base` (same images, step, call size) on `texts`, in one mode."""
-  return rev.RetrievalEvaluator(base.make_image_iterator, base.eval_step, base.to_global,
-                                base.num_images, texts, pairs_per_call=base.pairs_per_call,
-                                top_k=top_k)
+  """An evaluator like `base` (same images, compiled calls, call size) on `texts`, in
+  one mode."""
+  return base.variant(texts=texts, top_k=top_k)
 
 
 def synthetic_job(args):
   """(config, state, [full, two-stage k...] evaluators) on random images and captions."""
   config = make_config(args)
   vocab = vocab_size(config)
-  state, eval_step, to_global, _, _ = build_model(config, vocab)
+  state, context = build_model(config, vocab)
   texts = random_texts(args.num_images, args.captions_per_image, config.data.max_text_len,
                        vocab)
   images = image_batches(args.num_images, config.eval_batch_size, PRESETS[args.preset])
-  full = rev.RetrievalEvaluator(images, eval_step, to_global, args.num_images,
-                                text_subset(texts, args.num_texts),
-                                pairs_per_call=config.eval_pairs_per_call)
+  full = rev.RetrievalEvaluator(
+      retrieval.PREDICT_FNS, context, make_image_iterator=images,
+      num_images=args.num_images, texts=text_subset(texts, args.num_texts),
+      pairs_per_call=config.eval_pairs_per_call)
   return config, state, [full] + [with_top_k(full, texts, k) for k in args.two_stage_k]
 
 
 def checkpoint_job(args):
   """The same for a trained retrieval run: its config, data (the task's own pipeline
   and captions) and latest weights; every mode scores every caption."""
-  with open(os.path.join(args.workdir, "config.json"), encoding="utf-8") as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = loading.read_config(epath.Path(args.workdir))
   config.eval_pairs_per_call = args.batch_size or config.eval_pairs_per_call
-  state, eval_step, to_global, graphdef, other = build_model(config, vocab_size(config))
-  state = load_weights(state, graphdef, other, args.workdir)
-  setup = registry.make_setup(config, args.workdir)
-  full = setup.make_evaluators(eval_step, to_global)["retrieval"]
-  full.top_k = 0
+  task = tasks.get(config)
+  data = task.make_data(args.workdir)
+  step = train.build_step(config, task, data.meta, data.tokenizer.vocab_size, steps=1)
+  # The run's weights (a training workdir or an export: no optimiser state needed).
+  model = train_state.merge_model(step.graphdef, step.state.params,
+                                  step.state.batch_stats, step.other)
+  from_run.load(args.workdir, {name: getattr(model, name)
+                               for name in ("pixelbert", "score_head", "first_stage")})
+  _, params, stats, _ = train_state.split_model(model)
+  state = step.state.replace(params=params, batch_stats=stats)
+  context = evaluator_context.EvalContext(
+      step.as_model, train.make_global(step.mesh, step.rules), epath.Path(args.workdir))
+  full = task.make_evaluators(data, context)["retrieval"].variant(top_k=0)
   return config, state, [full] + [with_top_k(full, full.texts, k) for k in args.two_stage_k]
 
 
@@ -295,7 +287,7 @@ def whole_set_totals(rows: list[dict], num_pairs: int) -> None:
 def pair_costs(config, vocab: int, bucket: tuple[int, int]) -> dict:
   """Analytic forward FLOPs: per scored pair (Transformer over text + every pixel token,
   score head) and per image (CNN and pixel projection, once)."""
-  model_config = registry.model_config(config, vocab)
+  model_config = tasks.get(config).model_config(vocab)
   text_len = config.data.max_text_len
   gh, gw = grid_size(*bucket, model_config.pixel_stride)
   count = flops.pair_flops(model_config, *bucket, text_len)
@@ -358,8 +350,8 @@ def projection_notes(costs: dict, mfu: float, cpu_flops: float, pair_flops: floa
       "25,000 matrix, so 5K needs 125 M pair scores. 25 M is the COCO 1K protocol (5 "
       "folds of 1000 images x 5000 captions, the 5K matrix's diagonal blocks).",
       f"Assumed: {100 * mfu:.0f} % of the H100 SXM dense bf16 peak (MaxText-like "
-      f"Transformer efficiency, DESIGN.md), i.e. {h100 / 1e12:.0f} TFLOP/s, for the whole "
-      "evaluation; the pixel tokens are cached (not recomputed), the first stage's "
+      f"Transformer efficiency, docs/ARCHITECTURE.md), i.e. {h100 / 1e12:.0f} TFLOP/s, "
+      "for the whole evaluation; the pixel tokens are cached (not recomputed), the first stage's "
       "5000 x 25,000 cosine similarities and top-k on the host are not counted.",
       f"The CPU column divides by the FLOP rate measured here in the full mode "
       f"({cpu_flops / 1e9:.1f} GFLOP/s = the measured pairs/s x {pair_flops / 1e6:.1f} "
@@ -469,10 +461,10 @@ def goal_notes(costs: dict, mfu: float, ks: list[int]) -> list[str]:
       "column), and holds at COCO scale only if the first stage's recall at k does."]
 
 
-def report(args, config, rows: list[dict], measured_pair: float) -> str:
+def markdown_report(args, config, rows: list[dict], measured_pair: float) -> str:
   with_recall = bool(args.workdir)
   paper = retrieval_config.get_config("coco")
-  costs = pair_costs(paper, paper.model.vocab_size, PRESETS["R50"].bucket)
+  costs = pair_costs(paper, BERT_VOCAB_SIZE, PRESETS["R50"].bucket)
   cpu_flops = rows[0]["pairs_per_s"] * measured_pair
   num_images = rows[0]["images"]
   command = "python benchmarks/retrieval_eval.py " + " ".join(sys.argv[1:])
@@ -523,11 +515,8 @@ def main():
   measured_bucket = (PRESETS[args.preset].bucket if not args.workdir else
                      next(evaluators[0].make_image_iterator())["images"].shape[1:3])
   measured = pair_costs(config, vocab_size(config), measured_bucket)["pair"]
-  text = report(args, config, rows, measured)
-  print(text)
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w", encoding="utf-8") as f:
-    f.write(text)
+  text = markdown_report(args, config, rows, measured)
+  report.publish(text, args.out)
 
 
 if __name__ == "__main__":

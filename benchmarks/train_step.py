@@ -20,8 +20,8 @@ row runs in a fresh process, so peak memory and time to the first step are its o
 
 MFU = analytic training FLOPs (3 x forward, `pixelbert_jax/flops.py`; the CNN once and
 the Transformer twice per example, MLM decoder included) / step time / the chip's bf16
-peak (DESIGN.md). Step times are medians over `--repeats` runs of `--steps` steps each,
-dispatched without a host sync in between.
+peak (docs/ARCHITECTURE.md, "Measuring performance"). Step times are medians over
+`--repeats` runs of `--steps` steps each, dispatched without a host sync in between.
 """
 
 import argparse
@@ -43,13 +43,15 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from configs import pretrain as pretrain_config  # noqa: E402
-from pixelbert_jax import flops, optim, sharding, train_state, train_step  # noqa: E402
+from pixelbert_jax import flops, sharding, train  # noqa: E402
 from pixelbert_jax.data import synthetic  # noqa: E402
 from pixelbert_jax.models.pixel_encoder import grid_size  # noqa: E402
-from pixelbert_jax.tasks import pretrain, registry  # noqa: E402
+from pixelbert_jax.tasks import base as tasks  # noqa: E402
+from pixelbert_jax.tasks import pretrain  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
-# Dense bf16 peaks in TFLOP/s, matched against `device_kind` in this order (DESIGN.md;
-# H100 PCIe from NVIDIA's datasheet). CPUs have no meaningful peak here.
+# Dense bf16 peaks in TFLOP/s, matched against `device_kind` in this order
+# (docs/ARCHITECTURE.md; H100 PCIe from NVIDIA's datasheet). CPUs have no peak here.
 PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("v5 lite", 197.0),
                ("v5e", 197.0), ("v5p", 459.0), ("v4", 275.0))
 VARIANTS = ("sampled", "first-k", "all")
@@ -90,12 +92,15 @@ def make_config(setting: Setting, batch: int, variant: str):
   return config
 
 
+BERT_VOCAB_SIZE = 30522  # bert-base-uncased
+
+
 def vocab_size(config) -> int:
-  # What `pretrain_setup` would take from the tokenizer: the synthetic world's closed
+  # What the task would take from the tokenizer: the synthetic world's closed
   # vocabulary for the demo, BERT's uncased one for real data.
   if config.data.kind == "synthetic":
     return len(synthetic.vocabulary())
-  return config.model.vocab_size
+  return BERT_VOCAB_SIZE
 
 
 def num_pixel_tokens(config, model_config, setting: Setting) -> int:
@@ -192,23 +197,14 @@ def jax_peak_memory() -> tuple[int, str]:
 
 
 def build_jax_step(config, loss_fn, vocab: int):
-  """The model, optimiser, state and jitted step exactly as `train.train_and_evaluate`."""
-  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-  model_config = registry.model_config(config, vocab)
-  model_fn = lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs)
-  graphdef, params, stats, other = train_state.init_model(model_fn, config.seed, mesh, rules)
-  # The schedule's length does not change the step's cost.
-  tx, schedules = optim.make_optimizer(config, params, total_steps=10_000)
-  state = train_state.create_train_state(params, stats, tx, config.seed, mesh)
+  """The trainer's own model, optimiser, state and jitted step (`train.build_step`),
+  with this row's loss; the schedule's length does not change the step's cost."""
+  task = tasks.get(config)
   use = config.objectives
-  step = train_step.make_train_step(graphdef, other, loss_fn, pretrain.counts_fn,
-                                    pretrain.loss_weights(use.mlm, use.itm), tx, schedules,
-                                    config.micro_batches)
-  state_sharding = train_state.shardings_of(state)
-  step_fn = jax.jit(step, in_shardings=(state_sharding, None),
-                    out_shardings=(state_sharding, None), donate_argnums=0)
-  return state, step_fn, sharding.batch_sharding(mesh, rules)
+  objective = tasks.Objective(loss_fn, pretrain.counts_fn, pretrain.loss_weights(use.mlm,
+                                                                                  use.itm))
+  step = train.build_step(config, task, {}, vocab, steps=10_000, objective=objective)
+  return step.state, step.step_fn, sharding.batch_sharding(step.mesh, step.rules)
 
 
 def make_loss(config, variant: str):
@@ -239,7 +235,7 @@ def jax_job(job: dict) -> dict:
 
   result = time_steps(run_steps, job["repeats"], job["steps"])
   memory, memory_kind = jax_peak_memory()
-  model_config = registry.model_config(config, vocab)
+  model_config = tasks.get(config).model_config(vocab)
   return dict(result, setup_s=setup_s, memory=memory, memory_kind=memory_kind,
               loss=float(holder["measurements"]["training_loss"]),
               flops=train_flops(config, model_config, setting, job["batch"]),
@@ -362,7 +358,7 @@ def torch_job(job: dict) -> dict:
   setting = SETTINGS[job["setting"]]
   config = make_config(setting, job["batch"], job["variant"])
   vocab = vocab_size(config)
-  model_config = registry.model_config(config, vocab)
+  model_config = tasks.get(config).model_config(vocab)
   pixels = num_pixel_tokens(config, model_config, setting)
   importlib.import_module("transformers")  # imported before the clock, as JAX is
   start = time.perf_counter()
@@ -519,10 +515,7 @@ def main():
       "worker's peak RSS, which includes the libraries and, for JAX, the compiler."]
   text = "\n\n".join([header(probe), table(rows),
                       "\n".join(f"* {n}" for n in notes)]) + "\n"
-  print(text)
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out, "w", encoding="utf-8") as f:
-    f.write(text)
+  report.publish(text, args.out)
 
 
 if __name__ == "__main__":

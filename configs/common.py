@@ -1,8 +1,11 @@
 """Blocks shared by every task config: model, data, optimiser, mesh, checkpoints, logging."""
 
+from collections.abc import Callable
+
 import ml_collections
 
 from pixelbert_jax import sharding
+from pixelbert_jax.data import data_config
 
 ConfigDict = ml_collections.ConfigDict
 # The CNN's parameters, by name: the `cnn` optimiser group, or `frozen` to freeze it.
@@ -16,17 +19,14 @@ def model(preset: str = "R50") -> ConfigDict:
       pixel_pos_emb=False, max_grid=(32, 32), train_bn_stats=False, remat=False,
       # The backbone's input statistics (torchvision's ImageNet ones); the model
       # normalises the pipeline's uint8 images with them on the device.
-      image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
-      vocab_size=30522))
+      image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225)))
 
 
 def data(kind: str) -> ConfigDict:
-  """Where the data lives and how it is preprocessed (the paper's R50 resolution)."""
+  """Where the data lives and how it is preprocessed: the pipelines' fields with their
+  defaults (`data_config.DATA_DEFAULTS`, the paper's R50 resolution), 8 loading workers."""
   return ConfigDict(dict(
-      kind=kind, root="", tokenizer="", max_text_len=40,
-      image_short_side=800, image_long_side=1333,
-      aspect_ratios=(9 / 16, 3 / 4, 1.0, 4 / 3, 16 / 9), bucket_multiple=64,
-      mlm_probability=0.15, mlm_focus_words=(), mlm_focus_share=0.0, num_workers=8, max_skip_fraction=0.01,
+      data_config.DATA_DEFAULTS, kind=kind, root="", tokenizer="", num_workers=8,
       synthetic_num_images=3000, synthetic_seed=0))
 
 
@@ -69,6 +69,7 @@ def base(task: str) -> ConfigDict:
   config.log_every_steps = 50
   config.eval_every_steps = 1000
   config.eval_batches = 50
+  config.eval_batch_size = 0  # 0: the training batch size
   config.profile_steps = 0
   config.max_consecutive_nonfinite = 10
   config.mode = "train"  # or "eval"
@@ -78,9 +79,8 @@ def base(task: str) -> ConfigDict:
 
 def demo_optimizer() -> ConfigDict:
   """The demos' optimiser: the paper's groups at from-scratch rates, linear decay, and
-  the CNN frozen as its synthetic pre-training left it. Trained on, its pixel tokens
-  lose the objects' shapes (a linear probe: 0.41 against 0.93 frozen) and the VQA demo
-  scores 69.2 % instead of 78.7 %."""
+  the CNN frozen as its synthetic pre-training left it (why: benchmarks/RESULTS.md,
+  "The wider model becomes the demo")."""
   opt = optimizer(cnn_lr=2e-2, transformer_lr=5e-4)
   opt.update(schedule="linear", warmup_fraction=0.05)
   opt.groups.frozen.pattern = BACKBONE
@@ -98,11 +98,8 @@ def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
   """What every demo shares: the tiny CNN under a 4-layer, width-128 Transformer,
   float32 and no dropout, the synthetic world at 128 px, batch 32, a fixed number of
   steps, evaluations and saves every `every_steps`. Stride 16 without the extra pool
-  keeps 8 x 8 to 8 x 14 pixels.
-
-  The tiny preset's 2 x 64 Transformer learns the demo's tasks far less well (VQA
-  61.0 % against 78.7 %, shapes at chance) and its colour words never attend to their
-  colour; these do (README, "Demo results")."""
+  keeps 8 x 8 to 8 x 14 pixels. Why this width: benchmarks/RESULTS.md, "The wider
+  model becomes the demo"."""
   config.model = model("tiny")
   config.model.update(dtype="float32", dropout=0.0, pixel_pool=False,
                       transformer_num_layers=4, transformer_hidden=128,
@@ -117,3 +114,40 @@ def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
   config.num_train_steps = num_train_steps
   config.log_every_steps = 50
   config.eval_every_steps = config.checkpoint_every_steps = every_steps
+
+
+def fine_tuning(task: str, head_pattern: str, *, batch: int, epochs: float,
+                every_steps: int) -> ConfigDict:
+  """What the fine-tuning configs share: R50, the pre-training optimisers with VQA's
+  step decay at 12/18 and 16/18 of training, the task head in a group of its own, and
+  an evaluation of the whole eval split every `every_steps`."""
+  config = base(task)
+  config.model = model("R50")
+  config.data = data(task)
+  config.optimizer = with_head_group(optimizer(), head_pattern)
+  config.optimizer.decay_fractions = (12 / 18, 16 / 18)
+  config.global_batch_size = batch
+  config.num_epochs = epochs
+  config.eval_every_steps = every_steps
+  return config
+
+
+def demo_fine_tuning(config: ConfigDict, head_pattern: str, *, max_text_len: int) -> None:
+  """The demo model fine-tuned for 500 steps on the synthetic world (`demo`)."""
+  demo(config, max_text_len=max_text_len, num_train_steps=500, every_steps=250)
+  config.optimizer = with_head_group(demo_optimizer(), head_pattern)
+  config.eval_batch_size = 64
+
+
+def with_variant(config: ConfigDict, variant: str,
+                 demo_fn: Callable[[ConfigDict], None]) -> ConfigDict:
+  """The variants of the paper's task configs: R50 (the default), X152 (ResNeXt-152
+  at 600 / <= 1000 px, as the paper) and demo (`demo_fn`)."""
+  if variant == "X152":
+    config.model = model("X152")
+    config.data.update(image_short_side=600, image_long_side=1000)
+  elif variant == "demo":
+    demo_fn(config)
+  elif variant not in ("", "R50"):
+    raise ValueError(f"Unknown variant {variant!r}: use R50 (default), X152 or demo")
+  return config

@@ -28,29 +28,11 @@ from configs import common
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  config = common.base("nlvr2")
-  config.model = common.model("X152" if variant == "X152" else "R50")
-  config.data = common.data("nlvr2")
-  config.data.update(train_file="", eval_file="", images="")
-  config.optimizer = common.optimizer()
-  config.optimizer.decay_fractions = (12 / 18, 16 / 18)
-  common.with_head_group(config.optimizer, "^nlvr2_head/")
-  config.eval_batch_size = 0  # 0: the training batch size
-  config.global_batch_size = 128
-  config.num_epochs = 10
-  # Every evaluation predicts the whole eval split (config.eval_batches is not used).
-  config.eval_every_steps = 2000
-  if variant == "X152":
-    config.data.update(image_short_side=600, image_long_side=1000)
-  elif variant == "demo":
-    _demo(config)
-  elif variant not in ("", "R50"):
-    raise ValueError(f"Unknown variant {variant!r}: use R50 (default), X152 or demo")
-  return config
-
-
-def _demo(config: ml_collections.ConfigDict) -> None:
-  """The tiny model of `configs/pretrain.py:demo` on the synthetic world's NLVR2 files."""
-  common.demo(config, max_text_len=24, num_train_steps=500, every_steps=250)
-  config.optimizer = common.with_head_group(common.demo_optimizer(), "^nlvr2_head/")
-  config.eval_batch_size = 64
+  config = common.fine_tuning("nlvr2", "^nlvr2_head/", batch=128, epochs=10,
+                              every_steps=2000)
+  # Each a list of JSON-lines files (train + dev for a test-P submission); a single
+  # path needs no brackets on the command line.
+  config.data.update(train_file=(), eval_file=(), images="")
+  # `demo`: the demo model on the synthetic world's NLVR2 files.
+  return common.with_variant(config, variant, lambda c: common.demo_fine_tuning(
+      c, "^nlvr2_head/", max_text_len=24))

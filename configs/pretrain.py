@@ -19,7 +19,7 @@ from pixelbert_jax.data import synthetic
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config = common.base("pretrain")
-  config.model = common.model("X152" if variant == "X152" else "R50")
+  config.model = common.model("R50")
   config.data = common.data("coco_vg")
   config.data.update(karpathy_json="", coco_image_root="", vg_regions="",
                      vg_image_data="", vg_image_root="")
@@ -31,30 +31,22 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # Hard ITM negatives (`data.swaps`), beyond the paper: this share of the negatives
   # gets its own caption with one word of `data.itm_swap_words`' groups swapped.
   config.itm_swap_share = 0.0
-  config.data.itm_swap_words = ()
   config.global_batch_size = 4096
   config.num_epochs = 40
-  if variant == "X152":
-    config.data.update(image_short_side=600, image_long_side=1000)
-  elif variant == "demo":
-    _demo(config)
-  elif variant not in ("", "R50"):
-    raise ValueError(f"Unknown variant {variant!r}: use R50 (default), X152 or demo")
-  return config
+  return common.with_variant(config, variant, _demo)
 
 
 def _demo(config: ml_collections.ConfigDict) -> None:
   """The demo model on the synthetic world: learns to look in minutes on a laptop.
 
   Half of the masked positions go to colour, shape and count words where a caption has
-  them: a few thousand steps then teach the model to read the image (the tiny model's
-  grounding gap was 0.06 at step 1000 against 0.002-0.010 with plain 15 % masking)."""
+  them, so that a few thousand steps teach the model to read the image
+  (benchmarks/RESULTS.md, "Demo grounding")."""
   common.demo(config, max_text_len=24, num_train_steps=2000, every_steps=500)
   config.optimizer = common.demo_optimizer()
   config.num_sampled_pixels = 48
   config.eval_batches = 20
   config.data.update(mlm_focus_words=synthetic.VISUAL_WORDS, mlm_focus_share=0.5)
-  # Swapped captions for the evaluation's binding measure (`itm_swap_ranking`) only.
-  # Training on them (itm_swap_share=0.5, with a 1000-step backbone) cost ITM accuracy
-  # at step 2000 (0.68 against 0.85 without) and ranked the swaps worse (0.63 / 0.71).
+  # Swapped captions for the evaluation's binding measure (`itm_swap_ranking`) only;
+  # training on them did worse (benchmarks/RESULTS.md, "Binding experiments").
   config.data.itm_swap_words = (tuple(synthetic.COLOURS), synthetic.SHAPES)

@@ -41,7 +41,7 @@ def get_config(variant: str = "coco") -> ml_collections.ConfigDict:
   config.model = common.model("R50")
   config.data = common.data("karpathy")
   config.data.update(dataset="coco", karpathy_json="", images="",
-                     train_splits="train,restval", eval_split="test")
+                     train_splits=("train", "restval"), eval_split="test")
   config.optimizer = _optimizer(common.optimizer())
   config.optimizer.decay_fractions = ()
   config.num_negatives = 20
@@ -81,7 +81,7 @@ def _optimizer(opt: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _flickr30k(config: ml_collections.ConfigDict) -> None:
-  config.data.update(dataset="flickr30k", train_splits="train")
+  config.data.update(dataset="flickr30k", train_splits=("train",))
   config.num_epochs = 10
   config.optimizer.decay_fractions = (6 / 10,)
   config.eval_folds = 1

@@ -7,7 +7,7 @@ it. The export is itself a run folder that `load_run`, the Predictor, `predict` 
 
   OUT/config.json                the run's config
   OUT/tokenizer/                 the tokenizer the run trained with
-  OUT/answer_vocab.json          VQA runs: the answer list
+  OUT/<the task's run files>    e.g. VQA's answer_vocab.json (`Task.run_files`)
   OUT/checkpoints/<step>/state   params and batch statistics (orbax), nothing else
 
   python -m pixelbert_jax.export --run=WORKDIR --out=DIR [--dtype=bfloat16]
@@ -27,7 +27,9 @@ from etils import epath
 
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.inference import loading
-from pixelbert_jax.tasks import init_from, pretrain_data
+from pixelbert_jax.tasks import base as tasks
+from pixelbert_jax.tasks import common
+from pixelbert_jax.weights import from_run
 
 DTYPES = ("float32", "bfloat16")
 
@@ -35,19 +37,19 @@ DTYPES = ("float32", "bfloat16")
 def _check_tokenizer(workdir: epath.Path, spec: str | None) -> None:
   """Refuses a run with neither its own tokenizer copy nor a spec for one (a run from
   before runs kept their tokenizer: its vocabulary may live anywhere)."""
-  if not spec and not (workdir / pretrain_data.TOKENIZER_DIR).exists():
+  if not spec and not (workdir / common.TOKENIZER_DIR).exists():
     raise FileNotFoundError(
-        f"{workdir} has no {pretrain_data.TOKENIZER_DIR}/ (a run from before runs kept "
+        f"{workdir} has no {common.TOKENIZER_DIR}/ (a run from before runs kept "
         "their tokenizer): pass --tokenizer=wordpiece:/path/vocab.txt or "
         "sentencepiece:/path/model")
 
 
 def _copy_tokenizer(workdir: epath.Path, out: epath.Path, spec: str | None) -> None:
-  target = out / pretrain_data.TOKENIZER_DIR
+  target = out / common.TOKENIZER_DIR
   if spec:
     tokenizer_lib.save_copy(spec, target)
   else:
-    shutil.copytree(workdir / pretrain_data.TOKENIZER_DIR, target)
+    shutil.copytree(workdir / common.TOKENIZER_DIR, target)
 
 
 def _cast(weights: dict, dtype: str) -> dict:
@@ -69,19 +71,20 @@ def export(run: str | epath.PathLike, out: str | epath.PathLike, *,
   """
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-  run, out = epath.Path(run), init_from.absolute(out)
+  run, out = epath.Path(run), from_run.absolute(out)
   if out.exists():
     raise FileExistsError(f"{out} exists; the export writes a new folder")
   workdir = loading.find_workdir(run)
   state = loading.checkpoint_dir(run, workdir)
   _check_tokenizer(workdir, tokenizer)
-  weights = _cast(init_from.read_weights(state.parent), dtype)
+  weights = _cast(from_run.read_weights(state.parent), dtype)
   out.mkdir(parents=True)
   _copy_tokenizer(workdir, out, tokenizer)
-  for name in (loading.CONFIG_FILE, loading.VOCAB_FILE):
+  task = tasks.task_class(loading.read_config(workdir).task)
+  for name in (loading.CONFIG_FILE, *task.run_files):
     if (workdir / name).exists():
       (out / name).write_text((workdir / name).read_text())
-  target = out / "checkpoints" / state.parent.name / init_from.STATE_ITEM
+  target = out / "checkpoints" / state.parent.name / from_run.STATE_ITEM
   with ocp.PyTreeCheckpointer() as checkpointer:
     checkpointer.save(target, weights)
   return target

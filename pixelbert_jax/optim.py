@@ -37,7 +37,7 @@ def path_name(path) -> str:
 CATCH_ALL = ".*"
 
 
-def _rank(name: str, spec: Mapping) -> int:
+def _rank(spec: Mapping) -> int:
   """Which of several matching groups takes a parameter: lowest rank first."""
   if spec["optimizer"] == "frozen":
     return 0
@@ -50,7 +50,7 @@ def param_labels(params, groups: Mapping[str, Mapping]) -> object:
 
   def label(path, _):
     name = path_name(path)
-    matches = sorted((_rank(g, spec), g) for g, spec in groups.items()
+    matches = sorted((_rank(spec), g) for g, spec in groups.items()
                      if re.search(spec["pattern"], name))
     if not matches:
       unmatched.append(name)

@@ -9,7 +9,9 @@ r"""Command line inference on a trained run; prints JSON to stdout.
   python -m pixelbert_jax.predict --workdir=W attention --image=cat.jpg --text="a cat" \
       --out_dir=/tmp/maps [--layers=last] [--heads=0,2]
 
-`--workdir` is a training workdir, its checkpoints folder or one step folder. A user
+The commands besides `attention` come from the tasks (`Task.capabilities`): a run
+serves those of its task. `--workdir` is a training workdir, its checkpoints folder
+or one step folder. A user
 error (a missing run or image, an image that cannot be decoded, a command the run's
 task cannot do) prints one line to stderr and exits with status 1.
 """
@@ -26,11 +28,7 @@ from absl import logging  # noqa: E402
 
 from pixelbert_jax import attention_maps  # noqa: E402
 from pixelbert_jax.inference import Predictor  # noqa: E402
-
-
-def _split_paths(values: list[str]) -> list[str]:
-  """Paths given as several arguments, comma-separated, or both."""
-  return [p.strip() for value in values for p in value.split(",") if p.strip()]
+from pixelbert_jax.tasks import base as tasks  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,22 +37,8 @@ def parser() -> argparse.ArgumentParser:
   main.add_argument("--workdir", required=True, help="training workdir or step folder")
   main.add_argument("--tokenizer", help="tokenizer spec replacing the run's config")
   commands = main.add_subparsers(dest="command", required=True)
-  answer = commands.add_parser("answer", help="answer a question (VQA runs)")
-  answer.add_argument("--image", required=True)
-  answer.add_argument("--question", required=True)
-  answer.add_argument("--top_k", type=int, default=5)
-  match = commands.add_parser("match", help="does the text describe the image?")
-  match.add_argument("--image", required=True)
-  match.add_argument("--text", required=True)
-  rank = commands.add_parser("rank", help="rank images for a text or texts for an image")
-  rank.add_argument("--text", help="with --images")
-  rank.add_argument("--images", nargs="+", help="paths, comma-separated or one each")
-  rank.add_argument("--image", help="with --texts")
-  rank.add_argument("--texts", nargs="+", help="one argument per text")
-  judge = commands.add_parser("judge", help="is the statement true of the pair? (NLVR2)")
-  judge.add_argument("--left", required=True, help="the left image")
-  judge.add_argument("--right", required=True, help="the right image")
-  judge.add_argument("--statement", required=True)
+  for command in tasks.commands().values():
+    command.add_arguments(commands.add_parser(command.name, help=command.help))
   attention = commands.add_parser("attention", help="text-to-pixel attention overlays")
   attention.add_argument("--image", required=True)
   attention.add_argument("--text", required=True)
@@ -76,31 +60,11 @@ def _indices(value: str) -> str | list[int]:
         f"expected all, last or comma-separated integers, got {value!r}") from None
 
 
-def _rank(predictor: Predictor, args) -> dict:
-  if args.text is not None and args.images and args.image is None and not args.texts:
-    paths = _split_paths(args.images)
-    ranking = predictor.rank_images(args.text, paths)
-    return {"ranking": [{"index": i, "image": paths[i], "score": s} for i, s in ranking]}
-  if args.image is not None and args.texts and args.text is None and not args.images:
-    ranking = predictor.rank_texts(args.image, args.texts)
-    return {"ranking": [{"index": i, "text": args.texts[i], "score": s}
-                        for i, s in ranking]}
-  raise ValueError("rank needs either --text with --images, or --image with --texts")
-
-
 def run(args) -> dict:
   """Executes one parsed command; returns what is printed."""
   predictor = Predictor(args.workdir, tokenizer=args.tokenizer)
-  if args.command == "answer":
-    answers = predictor.answer(args.image, args.question, top_k=args.top_k)
-    return {"answers": [{"answer": a, "score": s} for a, s in answers]}
-  if args.command == "match":
-    return {"score": predictor.match(args.image, args.text)}
-  if args.command == "rank":
-    return _rank(predictor, args)
-  if args.command == "judge":
-    score = predictor.judge(args.left, args.right, args.statement)
-    return {"true_probability": score, "label": score > 0.5}
+  if args.command != "attention":
+    return tasks.commands()[args.command].run(predictor, args)
   maps = attention_maps.compute(predictor, args.image, args.text, args.layers, args.heads)
   files = attention_maps.save_overlays(maps, args.out_dir)
   return {"tokens": maps.tokens, "files": files}

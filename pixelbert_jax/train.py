@@ -1,24 +1,29 @@
-"""The training loop: set up, restore or initialise, step, log, evaluate, checkpoint.
+"""The trainer: `build` wires a run's pieces; `train_and_evaluate` adds the loop.
 
-`train_and_evaluate(config, workdir)` is what `main.py` calls; it reads top to bottom and
-leaves the details to small functions and modules.
+`train_and_evaluate(config, workdir)` is what `main.py` calls: `build` (the task's
+data and model, the optimiser and state, the jitted step, the checkpointer, restore or
+initialise, the evaluators), then evaluation only (`config.mode == "eval"`) or the loop
+(step, log, evaluate, checkpoint). Benchmarks and tools call `build` and `build_step`
+instead of wiring the trainer again (docs/ARCHITECTURE.md, "The trainer").
 """
 
+import dataclasses
 import hashlib
 import json
 import math
 import signal
+from typing import Any
 
 import jax
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import parameter_overview
 from etils import epath
 from flax import nnx
 
 from pixelbert_jax import checkpointing, optim, sharding, train_state, train_step
-from pixelbert_jax.tasks import registry
-from pixelbert_jax.tools import synthetic_backbone
-from pixelbert_jax.weights import init_checkpoint
+from pixelbert_jax.evaluators import context as context_lib
+from pixelbert_jax.tasks import base as tasks
+from pixelbert_jax.weights import from_run, init_checkpoint, init_sources
 
 
 class NonFiniteError(RuntimeError):
@@ -79,38 +84,109 @@ def make_global(mesh, rules):
   return to_global
 
 
-def restore_or_initialize(config, workdir, checkpointer, state, data_iterator, setup, parts):
+@dataclasses.dataclass
+class Step:
+  """The model side of a run: its structure, state, optimiser and jitted step."""
+  mesh: Any
+  rules: tuple
+  graphdef: Any
+  other: Any  # model variables that are not checkpointed (dropout streams)
+  state: train_state.TrainState
+  step_fn: Any  # jitted (state, global batch) -> (state, measurements)
+
+  def as_model(self, state) -> nnx.Module:
+    """The model of `state` in evaluation mode (inside a trace)."""
+    return train_step.eval_model(self.graphdef, self.other, state)
+
+
+def build_step(config, task: tasks.Task, meta: dict, vocab_size: int, steps: int,
+               objective: tasks.Objective | None = None) -> Step:
+  """The model, optimiser, fresh state and jitted step of `config` (no data needed)."""
+  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+  rules = tuple(tuple(r) for r in config.sharding_rules)
+  model_config = task.model_config(vocab_size)
+  graphdef, params, stats, other = train_state.init_model(
+      lambda rngs: task.make_model(model_config, meta, rngs=rngs), config.seed, mesh, rules)
+  tx, schedules = optim.make_optimizer(config, params, steps)
+  state = train_state.create_train_state(params, stats, tx, config.seed, mesh)
+  objective = objective or task.objective()
+  state_sharding = train_state.shardings_of(state)
+  step_fn = jax.jit(
+      train_step.make_train_step(graphdef, other, objective.loss_fn, objective.counts_fn,
+                                 objective.weights, tx, schedules, config.micro_batches),
+      in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
+      donate_argnums=0)
+  return Step(mesh, rules, graphdef, other, state, step_fn)
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything `build` wires for one run."""
+  config: Any
+  workdir: epath.Path
+  task: tasks.Task
+  data: tasks.TaskData
+  step: Step
+  steps: int  # the last step of training
+  checkpointer: checkpointing.Checkpointer
+  to_global: Any
+  evaluators: dict
+
+
+def build(config, workdir: str) -> Run:
+  """Data, model, state (restored or initialised), step, checkpointer and evaluators."""
+  workdir = epath.Path(workdir)
+  task = tasks.get(config)
+  data = task.make_data(str(workdir))
+  steps = total_steps(config, data.batches_per_epoch)
+  step = build_step(config, task, data.meta, data.tokenizer.vocab_size, steps)
+  checkpointer = checkpointing.Checkpointer(
+      workdir / "checkpoints", every_steps=config.checkpoint_every_steps,
+      keep=config.keep_checkpoints, async_save=config.async_checkpoints)
+  # Evaluation reads no training data, so it restores no iterator (whose saved state
+  # would tie it to the process count that wrote the checkpoint).
+  iterator = None if config.mode == "eval" else data.train_iterator
+  step.state = restore_or_initialize(config, workdir, checkpointer, step, iterator, task)
+  to_global = make_global(step.mesh, step.rules)
+  context = context_lib.EvalContext(step.as_model, to_global, workdir)
+  return Run(config, workdir, task, data, step, steps, checkpointer, to_global,
+             task.make_evaluators(data, context))
+
+
+def restore_or_initialize(config, workdir, checkpointer, step: Step, data_iterator,
+                          task: tasks.Task):
   """Resume order: the workdir's checkpoint, `resume_from`, `init` / `init_from`, scratch."""
-  abstract = train_state.abstract_of(state)
+  abstract = train_state.abstract_of(step.state)
   latest = checkpointer.latest_step()
   if latest is not None:
     logging.info("Resuming from the workdir's checkpoint at step %d", latest)
     return checkpointer.restore(latest, abstract, data_iterator)
   if config.resume_from:
     other = checkpointing.Checkpointer(config.resume_from, every_steps=1, keep=1)
-    step = other.latest_step()
-    logging.info("Resuming from %s at step %s", config.resume_from, step)
-    return other.restore(step, abstract, data_iterator)
-  if config.init or config.get("init_from"):
-    return _initialise_weights(config, workdir, state, setup, parts)
+    resume_step = other.latest_step()
+    logging.info("Resuming from %s at step %s", config.resume_from, resume_step)
+    return other.restore(resume_step, abstract, data_iterator)
+  if config.init or config.init_from:
+    return _initialise_weights(config, workdir, step, task)
   logging.info("Starting from scratch.")
-  return state
+  return step.state
 
 
-def _initialise_weights(config, workdir, state, setup, parts):
+def _initialise_weights(config, workdir, step: Step, task: tasks.Task):
   """Loads imported weights (`init`) or another run's body (`init_from`) into the state."""
-  graphdef, other = parts
+  state = step.state
   # Taken before the model exists: loading assigns into variables that the state shares.
   param_shardings = train_state.shardings_of(state.params)
   stat_shardings = train_state.shardings_of(state.batch_stats)
-  model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
+  model = train_state.merge_model(step.graphdef, state.params, state.batch_stats,
+                                  step.other)
   if config.init:
-    path = synthetic_backbone.resolve_init(config, workdir)
+    path = init_sources.resolve(config, workdir)
     components, info = init_checkpoint.load(path)
-    loaded = init_checkpoint.apply(components, setup.init_modules(model))
+    loaded = init_checkpoint.apply(components, task.init_modules(model))
     logging.info("Initialised %s from %s (%s)", loaded, path, info.get("created"))
-  if config.get("init_from"):
-    setup.init_from(model, config.init_from)
+  if config.init_from:
+    from_run.load(config.init_from, task.init_from_modules(model))
   _, params, stats, _ = train_state.split_model(model)
   return state.replace(params=jax.device_put(params, param_shardings),
                        batch_stats=jax.device_put(stats, stat_shardings))
@@ -146,47 +222,30 @@ def _evaluate(evaluators, state, writer, step) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (or, with config.mode == "eval", only evaluates); returns the last eval."""
-  workdir = epath.Path(workdir)
-  write_config(config, workdir)
-  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-  setup = registry.make_setup(config, str(workdir))
-  graphdef, params, stats, other = train_state.init_model(setup.model_fn, config.seed, mesh,
-                                                          rules)
-  steps = total_steps(config, setup.batches_per_epoch)
-  tx, schedules = optim.make_optimizer(config, params, steps)
-  state = train_state.create_train_state(params, stats, tx, config.seed, mesh)
-  checkpointer = checkpointing.Checkpointer(
-      workdir / "checkpoints", every_steps=config.checkpoint_every_steps,
-      keep=config.keep_checkpoints, async_save=config.async_checkpoints)
-  train_iter = setup.train_iterator
-  # Evaluation reads no training data, so it restores no iterator (whose saved state
-  # would tie it to the process count that wrote the checkpoint).
-  state = restore_or_initialize(config, workdir, checkpointer, state,
-                                None if config.mode == "eval" else train_iter, setup,
-                                (graphdef, other))
-  to_global = make_global(mesh, rules)
-  evaluators = setup.make_evaluators(
-      jax.jit(train_step.make_eval_step(graphdef, other, *setup.eval_fns)), to_global)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if config.mode == "eval":
-    return _evaluate(evaluators, state, writer, int(jax.device_get(state.step)))
-
-  state_sharding = train_state.shardings_of(state)
-  step_fn = jax.jit(
-      train_step.make_train_step(graphdef, other, setup.loss_fn, setup.counts_fn,
-                                 setup.loss_weights, tx, schedules, config.micro_batches),
-      in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
-      donate_argnums=0)
-  parameter_overview.log_parameter_overview(nnx.to_pure_dict(state.params),
-                                           include_stats=False)
-  return _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators,
-               checkpointer, writer, steps)
+  # clu's writers and periodic actions import TensorFlow (for TensorBoard): only the
+  # loop needs them, so `build` and `build_step` (benchmarks, an accelerator image
+  # without TensorFlow) do not.
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  write_config(config, epath.Path(workdir))
+  run = build(config, workdir)
+  writer = metric_writers.create_default_writer(run.workdir,
+                                                just_logging=jax.process_index() > 0)
+  try:
+    if config.mode == "eval":
+      return _evaluate(run.evaluators, run.step.state, writer,
+                       int(jax.device_get(run.step.state.step)))
+    parameter_overview.log_parameter_overview(nnx.to_pure_dict(run.step.state.params),
+                                             include_stats=False)
+    return _loop(run, writer)
+  finally:
+    run.checkpointer.close()
 
 
-def _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators, checkpointer,
-          writer, steps) -> dict:
-  """Runs the steps from the state's step to `steps`; saves, logs and evaluates."""
+def _loop(run: Run, writer) -> dict:
+  """Runs the steps from the state's step to `run.steps`; saves, logs and evaluates."""
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top (see above)
+  config, workdir, steps, checkpointer = run.config, run.workdir, run.steps, run.checkpointer
+  state, train_iter = run.step.state, run.data.train_iterator
   first = int(jax.device_get(state.step))
   preemption = _Preemption(enabled=jax.process_count() == 1)
   hooks = [periodic_actions.ReportProgress(num_train_steps=steps, writer=writer)]
@@ -197,10 +256,10 @@ def _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators, ch
     results = {}
     for step in range(first + 1, steps + 1):
       batch = next(train_iter)
-      if config.get("debug_batch_digests"):
+      if config.debug_batch_digests:
         _record_batch(workdir, step, batch)
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, measurements = step_fn(state, to_global(batch))
+        state, measurements = run.step.step_fn(state, run.to_global(batch))
       for hook in hooks:
         hook(step)
       if step % config.log_every_steps == 0 or step == steps:
@@ -212,7 +271,7 @@ def _loop(config, workdir, state, step_fn, train_iter, to_global, evaluators, ch
       if stop:
         break
       if step % config.eval_every_steps == 0 or step == steps:
-        results = _evaluate(evaluators, state, writer, step)
+        results = _evaluate(run.evaluators, state, writer, step)
   checkpointer.wait()
   writer.flush()
   if jax.process_index() == 0 and results:

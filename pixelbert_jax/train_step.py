@@ -20,6 +20,16 @@ from pixelbert_jax.train_state import TrainState, merge_model
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], dict]
 CountsFn = Callable[[dict], dict]
+# Each row's position in the global batch, added by the step and kept through the
+# micro-batch split (rows i::k), so per-example random draws do not depend on k.
+# (`example_index`, from the pipeline, is the example's position in its split.)
+BATCH_POSITION_KEY = "batch_position"
+
+
+def with_batch_positions(batch: dict) -> dict:
+  """The batch with `BATCH_POSITION_KEY`: 0 .. B-1 over the global batch."""
+  size = jax.tree.leaves(batch)[0].shape[0]
+  return {**batch, BATCH_POSITION_KEY: jnp.arange(size)}
 
 
 def step_key(state: TrainState) -> jax.Array:
@@ -43,6 +53,13 @@ def _fresh(tree):
 
 def _objective(sums: Mapping, counts: Mapping, weights: Mapping) -> jax.Array:
   return sum(w * sums[name] / jnp.maximum(counts[name], 1) for name, w in weights.items())
+
+
+def eval_model(graphdef, other, state: TrainState) -> nnx.Module:
+  """The model of a state in evaluation mode (no dropout), for predict functions."""
+  model = merge_model(graphdef, state.params, state.batch_stats, _fresh(other))
+  model.eval()
+  return model
 
 
 def _select(ok, new, old):
@@ -91,7 +108,7 @@ def make_train_step(graphdef, other, loss_fn: LossFn, counts_fn: CountsFn,
     return objective, sums, stats, grads
 
   def train_step(state: TrainState, batch: dict):
-    batch = {**batch, "example_index": jnp.arange(jax.tree.leaves(batch)[0].shape[0])}
+    batch = with_batch_positions(batch)
     counts = counts_fn(batch)
     objective, sums, stats, grads = gradients(state, batch, step_key(state), counts)
     grad_norm = optax.tree.norm(grads)
@@ -113,15 +130,3 @@ def make_train_step(graphdef, other, loss_fn: LossFn, counts_fn: CountsFn,
     return new_state, measurements
 
   return train_step
-
-
-def make_eval_step(graphdef, other, eval_fn: LossFn, counts_fn: CountsFn):
-  """Returns `eval_step(state, batch, key) -> ({name: sum}, {name: count})`."""
-
-  def eval_step(state: TrainState, batch: dict, key: jax.Array):
-    model = merge_model(graphdef, state.params, state.batch_stats, _fresh(other))
-    model.eval()
-    batch = {**batch, "example_index": jnp.arange(jax.tree.leaves(batch)[0].shape[0])}
-    return eval_fn(model, batch, key), counts_fn(batch)
-
-  return eval_step

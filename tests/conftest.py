@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import sys
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -17,18 +18,20 @@ except ImportError:
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # the configs/ package, for every test
+  sys.path.insert(0, REPO)
 
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> str:
   """A 48-image synthetic world (with its marker), shared by the trainer tests."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from pixelbert_jax.tasks import pretrain_data  # pylint: disable=g-import-not-at-top
+  from pixelbert_jax.data.synthetic import cache  # pylint: disable=g-import-not-at-top
 
   root = str(tmp_path_factory.mktemp("world"))
   data = ml_collections.ConfigDict(dict(root=root, synthetic_num_images=48,
                                         synthetic_seed=0))
-  pretrain_data.synthetic_world(data, root)
+  cache.ensure(data, root)
   return root
 
 
@@ -49,6 +52,39 @@ def trainer_overrides(world: str, steps: int) -> dict:
       "eval_every_steps": 1000, "eval_batches": 1, "checkpoint_every_steps": 3,
       "optimizer.warmup_steps": 0,
   }
+
+
+# Small images for the task tests: one bucket, so each step compiles once.
+SMALL_IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
+
+
+def run_main(config_arg: str, workdir, overrides: dict, env: dict | None = None) -> None:
+  """`python -m pixelbert_jax.main --config=<config_arg>` in a fresh process on 4 fake
+  devices, with `--config.<field>=<value>` overrides; fails with its output."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+
+  command = ([sys.executable, "-m", "pixelbert_jax.main", f"--config={config_arg}",
+              f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in overrides.items()])
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", **(env or {}))
+  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+
+def pretrain_tiny(world: str, workdir: str, steps: int = 1) -> None:
+  """A seconds-long demo pre-training on the small world at 64 px (an init_from)."""
+  from configs import pretrain as pretrain_config  # pylint: disable=g-import-not-at-top
+  from pixelbert_jax import train  # pylint: disable=g-import-not-at-top
+
+  config = pretrain_config.get_config("demo")
+  train.train_and_evaluate(override(config, {**trainer_overrides(world, steps),
+                                             **SMALL_IMAGES}), workdir)
+
+
+def module_arrays(state, module: str) -> dict:
+  """{path: array} of one module's parameters and batch statistics in a restored state."""
+  return {f"{field}{path}": value for field in ("params", "batch_stats")
+          for path, value in flat_arrays(state[field].get(module, {}))}
 
 
 def override(config, overrides: dict):

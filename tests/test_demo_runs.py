@@ -3,7 +3,7 @@
 `tests/assets/demo_runs/` holds the inference exports (`python -m pixelbert_jax.export`,
 weights only) of the laptop demo's pre-training, VQA, NLVR2 and retrieval runs; its README says
 how they were made. Fresh synthetic scenes, never in the demo world's splits, carry
-their own answers (`evaluators.known_scenes`), so the Predictor and the CLI are held
+their own answers (`inference.known_scenes`), so the Predictor and the CLI are held
 to what the demo learned, each check against what guessing scores. The thresholds sit
 well below the measured values (in the README) and well above chance: a change that
 breaks preprocessing, loading or the model's numerics fails them.
@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import REPO
 from pixelbert_jax import predict
-from pixelbert_jax.evaluators import known_scenes
+from pixelbert_jax.inference import known_scenes
 from pixelbert_jax.inference import Predictor
 
 RUNS = epath.Path(REPO) / "tests" / "assets" / "demo_runs"

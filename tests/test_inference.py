@@ -24,10 +24,10 @@ from PIL import Image
 from conftest import REPO, override, trainer_overrides
 from pixelbert_jax import attention_maps, export, predict, train
 from pixelbert_jax.data import images as images_lib
-from pixelbert_jax.data import pipeline
+from pixelbert_jax.data import data_config, pipeline
 from pixelbert_jax.data.readers import nlvr2 as nlvr2_reader
 from pixelbert_jax.data.readers import vqa as vqa_reader
-from pixelbert_jax.inference import Predictor, UnsupportedTaskError, inputs
+from pixelbert_jax.inference import Predictor, UnsupportedTaskError, inputs, loading
 from pixelbert_jax.tasks import nlvr2
 
 sys.path.insert(0, REPO)
@@ -88,9 +88,11 @@ def _wide_image(path: str) -> np.ndarray:
 
 def _eval_batch(predictor: Predictor, examples: list) -> dict:
   """The first batch of the VQA evaluation pipeline over `examples`."""
-  cfg = dict(predictor.run.config.data, global_batch_size=len(examples), num_workers=0)
+  cfg = data_config.from_data_config(predictor.run.config.data,
+                                     global_batch_size=len(examples), num_workers=0)
   iterator = pipeline.vqa_pipeline(examples, predictor.run.tokenizer,
-                                   predictor.run.answer_vocab, cfg, seed=0, training=False)
+                                   predictor.run.meta["answer_vocab"], cfg, seed=0,
+                                   training=False)
   return next(iterator)
 
 
@@ -104,7 +106,7 @@ def test_answer_agrees_with_the_vqa_model(vqa_predictor, val_examples):
   top_k = 3
   found = vqa_predictor.answer_batch([e.image_path for e in examples],
                                      [e.question for e in examples], top_k=top_k)
-  answers = vqa_predictor.run.answer_vocab.answers
+  answers = vqa_predictor.run.meta["answer_vocab"].answers
   for row, predicted in zip(rows, found):
     assert len(predicted) == top_k
     scores = [score for _, score in predicted]
@@ -284,7 +286,8 @@ def test_judge_agrees_with_the_nlvr2_model(runs, small_world, capsys):
   predictor = Predictor(runs["nlvr2"], batch_size=4, image_batch_size=4)
   world = epath.Path(small_world) / "nlvr2"
   examples = list(nlvr2_reader.read_nlvr2(world / "dev.json", world / "images"))[:4]
-  cfg = dict(predictor.run.config.data, global_batch_size=len(examples), num_workers=0)
+  cfg = data_config.from_data_config(predictor.run.config.data,
+                                     global_batch_size=len(examples), num_workers=0)
   batch = next(pipeline.nlvr2_pipeline(examples, predictor.run.tokenizer, cfg, seed=0,
                                        training=False))
   logits = np.asarray(nnx.jit(nlvr2.logits)(predictor.run.model, batch))
@@ -339,3 +342,16 @@ def test_export_serves_like_the_run(runs, vqa_predictor, val_examples, tmp_path,
   with pytest.raises(FileNotFoundError, match="pass --tokenizer"):
     export.export(no_tokenizer, tmp_path / "never")
   assert not (tmp_path / "never").exists()
+
+
+def test_older_configs_are_read_in_todays_form(tmp_path):
+  # Before 2026-11-30 runs wrote model.vocab_size and comma-separated path lists.
+  (tmp_path / "config.json").write_text(json.dumps({
+      "task": "retrieval", "model": {"preset": "tiny", "vocab_size": 30522},
+      "data": {"train_splits": "train, restval", "eval_split": "test",
+               "train_questions": ["a.json"]}}))
+  config = loading.read_config(tmp_path)
+  assert "vocab_size" not in config.model
+  assert tuple(config.data.train_splits) == ("train", "restval")
+  assert tuple(config.data.train_questions) == ("a.json",)
+  assert config.data.eval_split == "test"

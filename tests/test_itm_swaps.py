@@ -13,7 +13,9 @@ from conftest import override, trainer_overrides
 from pixelbert_jax.data import pipeline, swaps, synthetic
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.models import variants
-from pixelbert_jax.tasks import pretrain, pretrain_data, pretrain_setup
+from pixelbert_jax.data.synthetic import cache
+from pixelbert_jax.tasks import base as tasks
+from pixelbert_jax.tasks import pretrain
 
 GROUPS = (tuple(synthetic.COLOURS), synthetic.SHAPES)
 
@@ -59,9 +61,9 @@ def test_bad_word_groups_are_refused(tokenizer):
 def test_pipeline_batches_carry_the_swaps(small_world):
   data = ml_collections.ConfigDict(dict(root=small_world, synthetic_num_images=48,
                                         synthetic_seed=0, max_skip_fraction=0.01))
-  world = pretrain_data.synthetic_world(data, small_world)
+  world = cache.ensure(data, small_world)
   tokenizer = tokenizer_lib.from_config(f"wordpiece:{world['vocab']}")
-  examples = pretrain_data.pretrain_examples(data, world)[0]
+  examples = pretrain.read_examples(data, world)[0]
   cfg = dict(global_batch_size=8, image_short_side=64, image_long_side=64,
              max_text_len=16, itm_swap_words=GROUPS)
   batch = next(pipeline.pretrain_pipeline(examples, tokenizer, cfg, seed=0))
@@ -108,5 +110,5 @@ def test_training_batches_carry_swaps_only_when_they_train(small_world, tmp_path
   config = override(pretrain_config.get_config("demo"),
                     dict(trainer_overrides(small_world, 1), itm_swap_share=share))
   assert config.data.itm_swap_words
-  batch = next(iter(pretrain_setup.make_setup(config, str(tmp_path)).train_iterator))
+  batch = next(iter(tasks.get(config).make_data(str(tmp_path)).train_iterator))
   assert ("swap_ids" in batch) == bool(share)

@@ -10,10 +10,7 @@ pre-trained ones exactly; the head trains from its fresh initialisation. Images 
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,24 +19,23 @@ import pytest
 from etils import epath
 from flax import nnx
 
-from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
-                      scalars, trainer_overrides)
-from pixelbert_jax import train
+from conftest import (SMALL_IMAGES, TINY_TRANSFORMER, flat_arrays, module_arrays,
+                      pretrain_tiny, restore_state, run_main, scalars)
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.data.readers import nlvr2 as nlvr2_reader
-from pixelbert_jax.evaluators import nlvr2_evaluator, nlvr2_metric
-from pixelbert_jax.tasks import nlvr2, registry
+from pixelbert_jax.evaluators import context as evaluator_context
+from pixelbert_jax.evaluators import nlvr2_evaluator
+from pixelbert_jax.metrics import nlvr2 as nlvr2_metric
+from pixelbert_jax.tasks import base as tasks
+from pixelbert_jax.tasks import nlvr2
 
-sys.path.insert(0, REPO)
 from configs import nlvr2 as nlvr2_config  # noqa: E402
-from configs import pretrain as pretrain_config  # noqa: E402
 
 STEPS = 2
 HEAD_LR = 1e-3
 WORLD_IMAGES = 160  # -> 6 dev examples
 EVAL_BATCH = 4
-IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
-
+IMAGES = SMALL_IMAGES
 
 
 def _nlvr2_overrides(world: str, init: str) -> dict:
@@ -51,31 +47,14 @@ def _nlvr2_overrides(world: str, init: str) -> dict:
 
 
 def _main(workdir, overrides: dict) -> None:
-  command = ([sys.executable, "-m", "pixelbert_jax.main",
-              "--config=configs/nlvr2.py:demo", f"--workdir={workdir}"]
-             + [f"--config.{k}={v}" for k, v in overrides.items()])
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=600)
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-
-
-def _pretrain(world: str, workdir: str) -> None:
-  config = pretrain_config.get_config("demo")
-  train.train_and_evaluate(override(config, {**trainer_overrides(world, 1), **IMAGES}),
-                           workdir)
-
-
-def _subtree(state, module: str) -> dict:
-  return {f"{field}{path}": value for field in ("params", "batch_stats")
-          for path, value in flat_arrays(state[field].get(module, {}))}
+  run_main("configs/nlvr2.py:demo", workdir, overrides)
 
 
 def _check_body_and_head(pretrained, finetuned) -> None:
   """The body equals the pre-trained one (learning rates 0); the head moved from its
   fresh initialisation by a few Adam steps of at most about the learning rate."""
   state = restore_state(finetuned, STEPS)
-  body, pretrained_body = _subtree(state, "pixelbert"), _subtree(
+  body, pretrained_body = module_arrays(state, "pixelbert"), module_arrays(
       restore_state(pretrained, 1), "pixelbert")
   assert body.keys() == pretrained_body.keys()
   for path, value in pretrained_body.items():
@@ -107,7 +86,7 @@ def _check_evaluation(workdir, world) -> None:
 
 def test_finetune_from_pretraining_through_the_entry_point(small_world, tmp_path):
   pretrained, finetuned = tmp_path / "pretrain", tmp_path / "nlvr2"
-  _pretrain(small_world, str(pretrained))
+  pretrain_tiny(small_world, str(pretrained))
   _main(finetuned, _nlvr2_overrides(str(tmp_path / "world"), pretrained))
   losses = scalars(finetuned, "nlvr2_loss")
   assert len(losses) == STEPS and np.all(np.isfinite(losses))
@@ -119,8 +98,8 @@ def test_pairs_stay_with_their_example():
   """Reordering the examples reorders the logits (the (B, 2) <-> (2B) reshapes keep each
   example's two images and statement together); swapping an example's images changes
   its logits (left and right are concatenated in order)."""
-  model_config = registry.model_config(nlvr2_config.get_config("demo"),
-                                       len(synthetic.vocabulary()))
+  model_config = tasks.get(nlvr2_config.get_config("demo")).model_config(
+      len(synthetic.vocabulary()))
   model = nlvr2.Nlvr2Model(model_config, rngs=nnx.Rngs(params=0, dropout=1))
   model.eval()
   rng = np.random.default_rng(0)
@@ -153,13 +132,6 @@ def test_hidden_labels_and_padding_do_not_count():
                              rtol=1e-5)
 
 
-def test_real_data_needs_its_paths(small_world, tmp_path):
-  config = nlvr2_config.get_config()
-  config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
-  with pytest.raises(ValueError, match="train_file, eval_file and images are required"):
-    registry.make_setup(config, str(tmp_path))
-
-
 def test_prediction_file_covers_examples_the_reader_skipped(small_world, tmp_path):
   # dev.json plus a line whose images are missing and one with a bad label: the reader
   # skips both, and the official CSV still answers them ("False", unpredicted).
@@ -173,8 +145,9 @@ def test_prediction_file_covers_examples_the_reader_skipped(small_world, tmp_pat
   identifiers = nlvr2_reader.identifiers(jsonl)
   assert identifiers[-2:] == ["dev-999-0-0", "dev-0-0-1"]
   assert len(examples) == len(identifiers) - 2
-  evaluator = nlvr2_evaluator.Nlvr2Evaluator(None, None, None, examples, str(tmp_path),
-                                             identifiers)
+  context = evaluator_context.EvalContext(None, None, epath.Path(tmp_path))
+  evaluator = nlvr2_evaluator.Nlvr2Evaluator(None, context, make_iterator=None,
+                                             examples=examples, identifiers=identifiers)
   predicted = {i: (True, 0.1) for i in range(len(examples))}  # Every example read: True.
   path = evaluator.write(evaluator.file_predictions(predicted), step=3)
   written = nlvr2_metric.read_predictions(path)
@@ -182,5 +155,5 @@ def test_prediction_file_covers_examples_the_reader_skipped(small_world, tmp_pat
   assert written["dev-999-0-0"] is False and written["dev-0-0-1"] is False
   assert sum(written.values()) == len(examples)
   with pytest.raises(ValueError, match=r"identifiers to cover miss .*dev-0-0-0"):
-    nlvr2_evaluator.Nlvr2Evaluator(None, None, None, examples, str(tmp_path),
-                                   identifiers[1:])
+    nlvr2_evaluator.Nlvr2Evaluator(None, context, make_iterator=None, examples=examples,
+                                   identifiers=identifiers[1:])

@@ -9,9 +9,6 @@ call). Images are 64 x 64: one bucket, so each function compiles once.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,18 +17,16 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
-                      scalars, trainer_overrides)
-from pixelbert_jax import optim, sharding, train, train_state, train_step
-from pixelbert_jax.tasks import registry, retrieval
+from conftest import (SMALL_IMAGES, TINY_TRANSFORMER, flat_arrays, override,
+                      pretrain_tiny, restore_state, run_main, scalars)
+from pixelbert_jax import train, train_state
+from pixelbert_jax.tasks import retrieval
 
-sys.path.insert(0, REPO)
-from configs import pretrain as pretrain_config  # noqa: E402
 from configs import retrieval as retrieval_config  # noqa: E402
 
 STEPS = 2
 LR = 5e-4  # the demo's AdamW rate
-IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
+IMAGES = SMALL_IMAGES
 BACKBONE = "pixel_encoder']['backbone"
 
 
@@ -40,24 +35,12 @@ def _small(world: str) -> dict:
   """The demo config on the small world's COCO split."""
   return {**TINY_TRANSFORMER, "init": "", "data.root": world,
           "data.synthetic_num_images": 48, **IMAGES,
-          "data.dataset": "coco", "data.train_splits": "train,restval",
+          "data.dataset": "coco", "data.train_splits": ("train", "restval"),
           "global_batch_size": 8, "eval_folds": 1, "optimizer.warmup_steps": 0}
 
 
 def _main(workdir, overrides: dict) -> None:
-  command = ([sys.executable, "-m", "pixelbert_jax.main",
-              "--config=configs/retrieval.py:demo", f"--workdir={workdir}"]
-             + [f"--config.{k}={v}" for k, v in overrides.items()])
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=600)
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-
-
-def _pretrain(world: str, workdir: str) -> None:
-  config = pretrain_config.get_config("demo")
-  train.train_and_evaluate(override(config, {**trainer_overrides(world, 1), **IMAGES}),
-                           workdir)
+  run_main("configs/retrieval.py:demo", workdir, overrides)
 
 
 def _flat(state, field: str, module: str) -> dict:
@@ -84,7 +67,7 @@ def _check_weights(pretrained, finetuned) -> None:
 
 def test_finetune_and_evaluate_through_the_entry_point(small_world, tmp_path):
   pretrained, finetuned = tmp_path / "pretrain", tmp_path / "retrieval"
-  _pretrain(small_world, str(pretrained))
+  pretrain_tiny(small_world, str(pretrained))
   _main(finetuned, {**_small(small_world), "init_from": pretrained,
                     "num_train_steps": STEPS, "log_every_steps": 1,
                     "eval_batch_size": 4, "eval_pairs_per_call": 16})
@@ -159,17 +142,12 @@ def _in_process(world: str, workdir: str, **overrides):
   config = override(retrieval_config.get_config("demo"), {
       **_small(world), "data.eval_split": "restval", "eval_batch_size": 8,
       "eval_pairs_per_call": 24, **overrides})
-  setup = registry.make_setup(config, workdir)
-  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-  graphdef, params, stats, other = train_state.init_model(setup.model_fn, 0, mesh, rules)
-  tx, _ = optim.make_optimizer(config, params, 10)
-  state = train_state.create_train_state(params, stats, tx, 0, mesh)
-  eval_step = jax.jit(train_step.make_eval_step(graphdef, other, *setup.eval_fns))
-  evaluator = setup.make_evaluators(eval_step, train.make_global(mesh, rules))["retrieval"]
-  model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
+  run = train.build(config, workdir)
+  state = run.step.state
+  model = train_state.merge_model(run.step.graphdef, state.params, state.batch_stats,
+                                  run.step.other)
   model.eval()
-  return evaluator, state, model
+  return run.evaluators["retrieval"], state, model
 
 
 def _direct_scores(evaluator, model, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

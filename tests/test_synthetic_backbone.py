@@ -9,8 +9,8 @@ import pytest
 
 from configs import pretrain as pretrain_config
 from pixelbert_jax.data import synthetic
-from pixelbert_jax.tools import synthetic_backbone
-from pixelbert_jax.weights import init_checkpoint
+from pixelbert_jax.weights import synthetic_backbone
+from pixelbert_jax.weights import init_checkpoint, init_sources
 from conftest import override, restore_state, trainer_overrides
 
 
@@ -41,8 +41,8 @@ def test_examples_are_crops_with_matching_targets():
 
 def test_training_lowers_the_loss():
   model_config = pretrain_config.get_config("demo")
-  from pixelbert_jax.tasks import registry  # pylint: disable=g-import-not-at-top
-  spec = registry.model_config(model_config, 100)
+  from pixelbert_jax.models import variants  # pylint: disable=g-import-not-at-top
+  spec = variants.from_config(model_config.model, 100)
   _, metrics = synthetic_backbone.train(spec, steps=40, num_scenes=32, batch_size=16,
                                         learning_rate=3e-3, side=64)
   assert metrics["loss"] < 0.5 * metrics["initial_loss"]
@@ -56,7 +56,7 @@ def test_init_synthetic_trains_once_and_loads_into_the_run(small_world, tmp_path
       "synthetic_backbone.num_scenes": 8, "synthetic_backbone.batch_size": 4,
       "checkpoint_every_steps": 1})
   train.train_and_evaluate(config, str(tmp_path / "run"))
-  directory = synthetic_backbone.resolve_init(config, str(tmp_path / "run"))
+  directory = init_sources.resolve(config, str(tmp_path / "run"))
   assert directory.startswith(small_world)  # lives with the world, shared by its runs
   info = json.loads(open(os.path.join(directory, init_checkpoint.INFO_FILE)).read())
   assert info["steps"] == 2 and info["components"] == ["backbone"]

@@ -12,32 +12,28 @@ spreads tests over workers.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from etils import epath
 from flax import nnx
 
-from conftest import (REPO, TINY_TRANSFORMER, flat_arrays, override, restore_state,
-                      scalars, trainer_overrides)
-from pixelbert_jax import train
+from conftest import (SMALL_IMAGES, TINY_TRANSFORMER, flat_arrays, module_arrays,
+                      override, pretrain_tiny, restore_state, run_main, scalars)
 from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data.readers import vqa as vqa_reader
-from pixelbert_jax.evaluators import gather, vqa_evaluator, vqa_metric
-from pixelbert_jax.tasks import init_from, registry
+from pixelbert_jax.evaluators import context as evaluator_context
+from pixelbert_jax.evaluators import gather, vqa_evaluator
+from pixelbert_jax.metrics import vqa as vqa_metric
+from pixelbert_jax.tasks import base as tasks
+from pixelbert_jax.weights import from_run as init_from
 from pixelbert_jax.weights import init_checkpoint
 
-sys.path.insert(0, REPO)
-from configs import pretrain as pretrain_config  # noqa: E402
 from configs import vqa as vqa_config  # noqa: E402
 
 STEPS = 2
 HEAD_LR = 1e-3
-IMAGES = {"data.image_short_side": 64, "data.image_long_side": 64}
-
+IMAGES = SMALL_IMAGES
 
 
 def _vqa_overrides(world: str, init: str) -> dict:
@@ -50,33 +46,16 @@ def _vqa_overrides(world: str, init: str) -> dict:
 
 
 def _main(workdir, overrides: dict, cache) -> None:
-  command = ([sys.executable, "-m", "pixelbert_jax.main", "--config=configs/vqa.py:demo",
-              f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in overrides.items()])
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_COMPILATION_CACHE_DIR=str(cache),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=600)
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-
-
-def _pretrain(world: str, workdir: str) -> None:
-  config = pretrain_config.get_config("demo")
-  train.train_and_evaluate(override(config, {**trainer_overrides(world, 1), **IMAGES}),
-                           workdir)
-
-
-def _subtree(state, module: str) -> dict:
-  """{path: array} of one module's parameters and batch statistics in a restored state."""
-  return {f"{field}{path}": value for field in ("params", "batch_stats")
-          for path, value in flat_arrays(state[field].get(module, {}))}
+  run_main("configs/vqa.py:demo", workdir, overrides,
+           env=dict(JAX_COMPILATION_CACHE_DIR=str(cache),
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"))
 
 
 def _check_body_and_head(pretrained, finetuned) -> None:
   """The body equals the pre-trained one (its learning rates are 0); the head is a
   fresh initialisation moved by a few Adam steps of at most about the learning rate."""
-  body = _subtree(restore_state(finetuned, STEPS), "pixelbert")
-  pretrained_body = _subtree(restore_state(pretrained, 1), "pixelbert")
+  body = module_arrays(restore_state(finetuned, STEPS), "pixelbert")
+  pretrained_body = module_arrays(restore_state(pretrained, 1), "pixelbert")
   assert body.keys() == pretrained_body.keys()
   for path, value in pretrained_body.items():
     np.testing.assert_array_equal(body[path], value, err_msg=path)
@@ -95,8 +74,11 @@ def _check_mismatch_is_refused(pretrained, world) -> None:
   abstract model serves)."""
   config = override(vqa_config.get_config("demo"), _vqa_overrides(world, ""))
   config.model.pixel_pos_emb = True  # two more parameters than the checkpoint holds
-  model_fn = registry.make_setup(config, str(pretrained.parent / "mismatch")).model_fn
-  model = nnx.eval_shape(lambda: model_fn(nnx.Rngs(params=0, dropout=1)))
+  task = tasks.get(config)
+  data = task.make_data(str(pretrained.parent / "mismatch"))
+  model = nnx.eval_shape(lambda: task.make_model(
+      task.model_config(data.tokenizer.vocab_size), data.meta,
+      rngs=nnx.Rngs(params=0, dropout=1)))
   with pytest.raises(init_checkpoint.WeightMismatchError,
                      match=r"'pixelbert from .*checkpoints/1'.*missing \(2\): "
                            r"pixel_encoder\.col_embedding, pixel_encoder\.row_embedding"):
@@ -127,7 +109,7 @@ def _check_evaluation(workdir, world) -> dict:
 
 def test_finetune_from_pretraining_through_the_entry_point(small_world, tmp_path):
   pretrained, finetuned, cache = tmp_path / "pretrain", tmp_path / "vqa", tmp_path / "cache"
-  _pretrain(small_world, str(pretrained))
+  pretrain_tiny(small_world, str(pretrained))
   # A workdir, its checkpoints folder and a step folder all name the same weights.
   assert (init_from.state_dir(pretrained) == init_from.state_dir(pretrained / "checkpoints")
           == init_from.state_dir(pretrained / "checkpoints" / "1"))
@@ -168,13 +150,6 @@ def test_valid_rows_drop_padding():
   assert vqa_evaluator.metric_name("yes/no") == "accuracy_yes_no"
 
 
-def test_real_data_needs_its_paths(small_world, tmp_path):
-  config = vqa_config.get_config()
-  config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
-  with pytest.raises(ValueError, match="train_questions and train_images are required"):
-    registry.make_setup(config, str(tmp_path))
-
-
 def test_results_answer_questions_the_reader_skipped(small_world, tmp_path):
   # val2014 plus a question without text: the reader skips it, the results file still
   # answers it (with the vocabulary's most frequent answer) and keeps the file's order.
@@ -188,8 +163,9 @@ def test_results_answer_questions_the_reader_skipped(small_world, tmp_path):
   ids = vqa_reader.question_ids(path)
   assert len(ids) == len(examples) + 1 and ids[1] == 7
   vocab = answers_lib.AnswerVocab(["yes", "no", "2"])
-  evaluator = vqa_evaluator.VqaEvaluator(None, None, None, examples, vocab,
-                                         str(tmp_path), ids)
+  context = evaluator_context.EvalContext(None, None, epath.Path(tmp_path))
+  evaluator = vqa_evaluator.VqaEvaluator(None, context, make_iterator=None,
+                                         examples=examples, vocab=vocab, question_ids=ids)
   results = evaluator.results({i: (1, 0.0) for i in range(len(examples))})
   assert [r["question_id"] for r in results] == ids
   assert results[1]["answer"] == "yes" and results[0]["answer"] == "no"

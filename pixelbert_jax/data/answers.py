@@ -24,7 +24,7 @@ from etils import epath
 import numpy as np
 
 from pixelbert_jax.data import records
-from pixelbert_jax.evaluators import vqa_metric
+from pixelbert_jax.metrics import vqa as vqa_metric
 
 
 def soft_score(count: int) -> float:

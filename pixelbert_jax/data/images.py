@@ -1,17 +1,19 @@
-"""Image decoding and geometry: bytes → RGB → resized → bucketed → normalised.
+"""Image decoding and geometry: bytes → RGB → resized → bucketed.
 
 Pillow does all decoding and resampling; this module only decides *what* to ask of it and
 turns every way a file can be bad into one `ImageError` with a short, countable `reason`,
-so the input pipeline can skip and count bad images instead of crashing (see DESIGN.md).
+so the input pipeline can skip and count bad images instead of crashing
+(docs/ARCHITECTURE.md, "Bad input").
 
 The usual order for one image is::
 
     image = load_image(path)                                   # uint8 (H, W, 3)
     image, bucket = fit_to_buckets(image, 800, 1333, buckets)  # resize, pick a bucket
-    padded, true_size = pad_to_bucket(normalize(image), bucket)
+    padded, true_size = pad_to_bucket(image, bucket)           # still uint8
 
-Padding comes *after* normalisation, so padded pixels are 0.0, i.e. the mean colour,
-and the CNN sees no artificial black border next to the true image.
+Images stay uint8 on the host. The model normalises them on the device
+(`pixel_encoder.normalize_images`) and sets the padding to 0.0 after normalising,
+i.e. the mean colour, so the CNN sees no artificial black border.
 """
 
 from collections.abc import Sequence
@@ -277,13 +279,3 @@ def pad_to_bucket(image: np.ndarray, bucket: tuple[int, int], *,
   padded = np.full((bucket[0], bucket[1]) + image.shape[2:], fill, dtype=image.dtype)
   padded[:height, :width] = image
   return padded, (height, width)
-
-
-def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-  """Maps uint8 RGB to float32 (x / 255 - mean) / std, per channel ([0, 1] units)."""
-  mean = np.asarray(mean, np.float32)
-  std = np.asarray(std, np.float32)
-  # One multiply-add per pixel instead of a divide, a subtract and another divide.
-  scale = 1.0 / (255.0 * std)
-  return image.astype(np.float32) * scale - mean / std

@@ -14,13 +14,11 @@ decoded, so every batch has one bucket shape and every process knows every batch
 iterator's `get_state()` / `set_state()` is what the trainer checkpoints; restoring a
 state gives exactly the batches an uninterrupted iterator would have given.
 
-Config fields (an `ml_collections.ConfigDict` or any mapping): `global_batch_size`,
-`image_short_side`, `image_long_side`, `aspect_ratios`, `bucket_multiple` (64),
-`max_text_len`, `mlm_probability` (0.15), `mlm_focus_words` (()), `mlm_focus_share`
-(0: see `masking.mask_tokens`), `num_workers` (0), `read_threads` (2),
-`prefetch_batches` (2), `max_skip_fraction` (0.01), `skip_min_seen` (100),
-`num_epochs` (None = forever). Images leave the pipeline as uint8; the model
-normalises them (`model.image_mean`, `model.image_std`).
+The pipelines read a locked config from `data_config.make_config`: the data fields'
+defaults (`DATA_DEFAULTS`, their one place; `configs/common.data` starts from them),
+the global batch size and the number of epochs (None = forever). A misspelt field is
+an error. Images leave the pipeline as uint8; the model normalises them
+(`model.image_mean`, `model.image_std`).
 
 Batches are dicts of numpy arrays holding this process's G / process_count examples;
 see `pretrain_pipeline`, `vqa_pipeline` and `nlvr2_pipeline` for the keys.
@@ -39,6 +37,7 @@ import numpy as np
 
 from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import batch_plan
+from pixelbert_jax.data import data_config
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import masking
 from pixelbert_jax.data import preprocess
@@ -47,33 +46,14 @@ from pixelbert_jax.data import sources
 from pixelbert_jax.data import swaps
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 
-_DEFAULTS = {
-    "aspect_ratios": images_lib.DEFAULT_ASPECT_RATIOS, "bucket_multiple": 64,
-    "mlm_probability": 0.15, "num_workers": 0, "read_threads": 2,
-    "prefetch_batches": 2, "max_skip_fraction": 0.01, "skip_min_seen": 100,
-    "num_epochs": None, "mlm_focus_words": (), "mlm_focus_share": 0.0,
-    "itm_swap_words": (),
-}
-
-
-def _field(cfg: Any, name: str) -> Any:
-  """`cfg.name` for a ConfigDict or `cfg[name]` for a mapping, else the default."""
-  value = cfg.get(name, _DEFAULTS.get(name)) if hasattr(cfg, "get") else getattr(cfg, name)
-  if value is None and name not in _DEFAULTS:
-    raise KeyError(f"the data config lacks the field {name!r}")
-  return value
-
-
 def as_source(examples):
   """A source as is (it has `image_bytes`), or reader records wrapped in a RawSource."""
   return examples if hasattr(examples, "image_bytes") else sources.RawSource(examples)
 
 
 def buckets_from_config(cfg: Any) -> list[tuple[int, int]]:
-  return images_lib.make_buckets(_field(cfg, "image_short_side"),
-                                 _field(cfg, "image_long_side"),
-                                 tuple(_field(cfg, "aspect_ratios")),
-                                 _field(cfg, "bucket_multiple"))
+  return images_lib.make_buckets(cfg.image_short_side, cfg.image_long_side,
+                                 tuple(cfg.aspect_ratios), cfg.bucket_multiple)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,26 +177,26 @@ def make_pipeline(task: preprocess.Task, examples, cfg: Any, *, seed: int,
 
   The returned iterator also carries `batches_per_epoch`, `buckets` and `plan`.
   """
+  cfg = data_config.checked(cfg)
   source = as_source(examples)
   buckets = tuple(buckets_from_config(cfg))
   bucket_ids = batch_plan.assign_buckets(
-      source.image_sizes(), _field(cfg, "image_short_side"),
-      _field(cfg, "image_long_side"), buckets)
-  plan = batch_plan.BatchPlan(bucket_ids, len(buckets), _field(cfg, "global_batch_size"),
+      source.image_sizes(), cfg.image_short_side, cfg.image_long_side, buckets)
+  plan = batch_plan.BatchPlan(bucket_ids, len(buckets), cfg.global_batch_size,
                               seed=seed, training=training)
   batch_plan.per_process_batch_size(plan.global_batch_size, process_count)
   loader = BatchLoader(source, plan, task, buckets, seed, process_index, process_count)
   dataset = grain.MapDataset.range(_num_batches(plan, cfg, training)).map(loader)
   iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(
-      num_threads=_field(cfg, "read_threads"),
-      prefetch_buffer_size=_field(cfg, "prefetch_batches")))
-  if _field(cfg, "num_workers") > 0:
+      num_threads=cfg.read_threads,
+      prefetch_buffer_size=cfg.prefetch_batches))
+  if cfg.num_workers > 0:
     _ensure_flags_parsed()
     iter_dataset = iter_dataset.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=_field(cfg, "num_workers")))
+        grain.MultiprocessingOptions(num_workers=cfg.num_workers))
   iterator = iter(SkipBoundDataset(
-      iter_dataset, source, name, _field(cfg, "max_skip_fraction"),
-      _field(cfg, "skip_min_seen"), final_check=not training))
+      iter_dataset, source, name, cfg.max_skip_fraction, cfg.skip_min_seen,
+      final_check=not training))
   iterator.batches_per_epoch, iterator.buckets, iterator.plan = (
       plan.batches_per_epoch, buckets, plan)
   logging.info("%s: %d examples, %d batches per epoch, buckets %s", name,
@@ -234,14 +214,13 @@ def _ensure_flags_parsed() -> None:
 def _num_batches(plan: batch_plan.BatchPlan, cfg: Any, training: bool) -> int:
   if not training:
     return plan.batches_per_epoch  # Evaluation: exactly one pass.
-  epochs = _field(cfg, "num_epochs")
+  epochs = cfg.num_epochs
   # grain's MapDataset is lazy, so a practically endless range costs nothing.
   return sys.maxsize if epochs is None else plan.batches_per_epoch * int(epochs)
 
 
 def _image_transform(cfg: Any) -> preprocess.ImageTransform:
-  return preprocess.ImageTransform(_field(cfg, "image_short_side"),
-                                   _field(cfg, "image_long_side"))
+  return preprocess.ImageTransform(cfg.image_short_side, cfg.image_long_side)
 
 
 def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
@@ -259,15 +238,16 @@ def pretrain_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokeniz
     With `itm_swap_words` (groups of words): swap_ids int32 (B, T), the caption with
     one word swapped within its group, and has_swap bool (B,) (see `data.swaps`).
   """
+  cfg = data_config.checked(cfg)
   masker = masking.MlmMasker.from_tokenizer(
-      tokenizer, mask_rate=_field(cfg, "mlm_probability"),
+      tokenizer, mask_rate=cfg.mlm_probability,
       focus_ids=frozenset(swaps.single_token_ids(
-          tokenizer, _field(cfg, "mlm_focus_words"), "mlm_focus_words")),
-      focus_share=_field(cfg, "mlm_focus_share"))
-  groups = _field(cfg, "itm_swap_words")
+          tokenizer, cfg.mlm_focus_words, "mlm_focus_words")),
+      focus_share=cfg.mlm_focus_share)
+  groups = cfg.itm_swap_words
   swapper = swaps.WordSwapper.from_words(tokenizer, groups) if groups else None
   task = preprocess.PretrainTask(_image_transform(cfg), tokenizer,
-                                 _field(cfg, "max_text_len"), masker=masker,
+                                 cfg.max_text_len, masker=masker,
                                  swapper=swapper)
   return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
                        process_count=process_count, training=training, name="pretrain")
@@ -283,8 +263,9 @@ def vqa_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
     targets float32 (B, len(answer_vocab)) soft scores; question_id int64 (B,);
     example_index int32 (B,); valid bool (B,); num_skipped int32 ().
   """
+  cfg = data_config.checked(cfg)
   task = preprocess.VqaTask(_image_transform(cfg), tokenizer,
-                            _field(cfg, "max_text_len"), answer_vocab=answer_vocab)
+                            cfg.max_text_len, answer_vocab=answer_vocab)
   return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
                        process_count=process_count, training=training, name="vqa")
 
@@ -300,8 +281,9 @@ def nlvr2_pipeline(examples: Sequence | Any, tokenizer: tokenizer_lib.Tokenizer,
     0 false, -1 hidden); example_index int32 (B,); valid bool (B,);
     num_skipped int32 ().
   """
+  cfg = data_config.checked(cfg)
   task = preprocess.Nlvr2Task(_image_transform(cfg), tokenizer,
-                              _field(cfg, "max_text_len"))
+                              cfg.max_text_len)
   return make_pipeline(task, examples, cfg, seed=seed, process_index=process_index,
                        process_count=process_count, training=training, name="nlvr2")
 
@@ -317,13 +299,14 @@ def retrieval_train_pipeline(examples: Sequence | Any,
   `pretrain_pipeline`); token_ids int32 (B, 1 + N, T) and text_mask bool (B, 1 + N, T),
   the positive first; image_ids int32 (B,); example_index; valid; num_skipped.
   """
+  cfg = data_config.checked(cfg)
   source = as_source(examples)
   pool = tuple((record.text, int(preprocess.image_id_number(record.image_path)))
                for record in (source.record(i) for i in range(len(source))))
   if len({owner for _, owner in pool}) < 2:
     raise ValueError("retrieval training needs captions of at least two images")
   task = preprocess.RetrievalTrainTask(
-      _image_transform(cfg), tokenizer, _field(cfg, "max_text_len"),
+      _image_transform(cfg), tokenizer, cfg.max_text_len,
       caption_pool=pool, num_negatives=num_negatives)
   return make_pipeline(task, source, cfg, seed=seed, process_index=process_index,
                        process_count=process_count, training=True, name="retrieval")
@@ -336,6 +319,7 @@ def image_pipeline(items: Sequence | Any, cfg: Any, *, process_index: int = 0,
   Evaluation batches: every image exactly once, padding slots masked. Keys: images,
   image_sizes, image_ids, example_index (the item's index), valid, num_skipped.
   """
+  cfg = data_config.checked(cfg)
   task = preprocess.ImageOnlyTask(_image_transform(cfg), None, 0)
   return make_pipeline(task, items, cfg, seed=0, process_index=process_index,
                        process_count=process_count, training=False, name="images")

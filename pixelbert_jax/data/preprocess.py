@@ -25,8 +25,9 @@ Row = dict[str, np.ndarray]
 # Per slot, the reason an example was skipped (0 = not skipped, k = images.REASONS[k - 1]);
 # the pipeline's last stage reads and removes it.
 SKIP_REASON_KEY = "_skip_reason"
-# Per slot, the example's index in the source (-1 = padding); kept in the batch, where
-# the trainer folds it into per-example random keys (e.g. random pixel sampling).
+# Per slot, the example's position in the source (-1 = padding); evaluators find each
+# prediction's example by it. (Per-example random draws use the row's position in the
+# global batch instead: `train_step.BATCH_POSITION_KEY`.)
 EXAMPLE_INDEX_KEY = "example_index"
 # Per row, a tuple of unpadded uint8 images; per batch, the padded array.
 IMAGES_KEY = "images"

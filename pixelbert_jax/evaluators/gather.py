@@ -15,13 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-
-# The pipeline's position of each example in the split; the eval step overwrites
-# `example_index` with positions in the batch, so it travels under this name.
-SOURCE_INDEX_KEY = "source_index"
 
 
 def to_host(tree: Any) -> Any:
@@ -52,27 +47,22 @@ def ids_to_cover(ids: Sequence | None, evaluated: Sequence, what: str) -> list:
   return ids
 
 
-def count_valid(batch) -> dict:
-  """The `counts_fn` of a per-example evaluation: how many rows are real examples."""
-  return {"examples": jnp.sum(batch["valid"].astype(jnp.int32))}
-
-
-def per_example(make_iterator: Callable[[], Iterator], eval_step, to_global, state,
-                output_key: str, host_only: tuple[str, ...] = ()) -> dict[int, tuple]:
+def per_example(make_iterator: Callable[[], Iterator], predict: Callable, to_global,
+                state, output_key: str, host_only: tuple[str, ...] = ()) -> dict[int, tuple]:
   """{position in the split: (output, per-example loss)} over a whole split.
 
-  Every batch carries its examples' positions under SOURCE_INDEX_KEY through the eval
-  step; `host_only` fields (e.g. 64-bit ids) stay off the devices. An example seen
-  twice is an error: the pipeline's padding must never repeat one.
+  `predict(state, global batch)` returns per-example `output_key` and "loss"; each
+  row is found again by the batch's `example_index` (its position in the split).
+  `host_only` fields (e.g. 64-bit ids) stay off the devices. An example seen twice is
+  an error: the pipeline's padding must never repeat one.
   """
   found = {}
-  key = jax.random.key(0)  # Evaluation draws nothing at random.
   for batch in make_iterator():
-    batch = {k: v for k, v in batch.items() if k not in host_only}
-    batch[SOURCE_INDEX_KEY] = batch["example_index"]
-    outputs, _ = eval_step(state, to_global(batch), key)
-    rows = valid_rows(outputs)
-    for index, output, loss in zip(rows[SOURCE_INDEX_KEY], rows[output_key], rows["loss"]):
+    batch = to_global({k: v for k, v in batch.items() if k not in host_only})
+    outputs = predict(state, batch)
+    rows = valid_rows({output_key: outputs[output_key], "loss": outputs["loss"],
+                       "example_index": batch["example_index"], "valid": batch["valid"]})
+    for index, output, loss in zip(rows["example_index"], rows[output_key], rows["loss"]):
       if int(index) in found:
         raise RuntimeError(f"example {index} was evaluated twice")
       found[int(index)] = (output, float(loss))

@@ -19,50 +19,35 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 from absl import logging
-from etils import epath
 
 from pixelbert_jax.data import records
-from pixelbert_jax.evaluators import gather, nlvr2_metric
-from pixelbert_jax.tasks import nlvr2
-
-SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY
-
-
-def make_eval_fns():
-  """(eval_fn, counts_fn) for `train_step.make_eval_step`: per-example outputs."""
-
-  def eval_fn(model, batch, key):
-    del key  # Evaluation draws nothing at random.
-    pair_logits = nlvr2.logits(model, batch)
-    prediction, _ = nlvr2.predict(pair_logits)
-    return {"prediction": prediction,
-            "loss": nlvr2.example_losses(pair_logits, batch["label"]),
-            SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
-
-  return eval_fn, gather.count_valid
+from pixelbert_jax.evaluators import context as context_lib
+from pixelbert_jax.evaluators import gather
+from pixelbert_jax.metrics import nlvr2 as nlvr2_metric
 
 
 class Nlvr2Evaluator:
   """Predicts every example of a split, writes the official CSV, scores it."""
 
-  def __init__(self, make_iterator: Callable[[], Iterator], eval_step, to_global,
-               examples: Sequence[records.Nlvr2Example], workdir: str,
+  def __init__(self, predict: Callable, context: context_lib.EvalContext, *,
+               make_iterator: Callable[[], Iterator],
+               examples: Sequence[records.Nlvr2Example],
                identifiers: Sequence[str] | None = None):
-    """`identifiers`: every example the file must cover, in order (default: the
-    examples'); it must include every example's."""
+    """`predict(state, batch) -> {"prediction", "loss"}` per example (jitted);
+    `identifiers`: every example the file must cover, in order (default: the
+    examples')."""
+    self.predict_fn = predict
+    self.context = context
     self.make_iterator = make_iterator
-    self.eval_step = eval_step
-    self.to_global = to_global
     self.examples = list(examples)
-    self.workdir = epath.Path(workdir)
     self.labels = {e.identifier: e.label for e in self.examples if e.label is not None}
     self.identifiers = gather.ids_to_cover(
         identifiers, [e.identifier for e in self.examples], "identifiers")
 
   def predict(self, state) -> dict[int, tuple[bool, float]]:
     """{position in the split: (prediction, per-example loss)} over the whole split."""
-    found = gather.per_example(self.make_iterator, self.eval_step, self.to_global, state,
-                               "prediction")
+    found = gather.per_example(self.make_iterator, self.predict_fn,
+                               self.context.to_global, state, "prediction")
     return {index: (bool(output), loss) for index, (output, loss) in found.items()}
 
   def file_predictions(self, predicted: dict) -> dict[str, bool]:
@@ -71,10 +56,10 @@ class Nlvr2Evaluator:
     found = {self.examples[i].identifier: value for i, (value, _) in predicted.items()}
     return {identifier: found.get(identifier, False) for identifier in self.identifiers}
 
-  def write(self, predictions: dict[str, bool], step: int) -> epath.Path:
-    path = self.workdir / f"nlvr2_predictions_step{step}.csv"
+  def write(self, predictions: dict[str, bool], step: int):
+    path = self.context.workdir / f"nlvr2_predictions_step{step}.csv"
     if jax.process_index() == 0:
-      self.workdir.mkdir(parents=True, exist_ok=True)
+      self.context.workdir.mkdir(parents=True, exist_ok=True)
       nlvr2_metric.write_predictions(str(path), predictions)
     return path
 

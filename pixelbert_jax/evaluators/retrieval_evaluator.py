@@ -24,60 +24,25 @@ and the jitted calls run over the global mesh. Folds (`num_folds` > 1, COCO 1K)
 average the metrics over folds of consecutive images.
 """
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from pixelbert_jax.evaluators import gather, retrieval_metric
-from pixelbert_jax.tasks import retrieval
+from pixelbert_jax.evaluators import context as context_lib
+from pixelbert_jax.evaluators import gather
+from pixelbert_jax.metrics import retrieval as retrieval_metric
 
-SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY  # here: the item each image row belongs to
 LOG_EVERY_S = 30.0
-
-
-def _encode_images(model: retrieval.RetrievalModel, batch: dict) -> dict:
-  pixels, mask = model.pixelbert.encode_pixels(batch["images"], batch["image_sizes"])
-  return {"pixel_tokens": pixels, "pixel_mask": mask,
-          "image_embedding": model.image_embedding(pixels, mask),
-          SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
-
-
-def _embed_texts(model: retrieval.RetrievalModel, batch: dict) -> dict:
-  return {"text_embedding": model.text_embedding(batch["token_ids"], batch["text_mask"])}
-
-
-def _score_pairs(model: retrieval.RetrievalModel, batch: dict) -> dict:
-  """Pairs (image_rows[k] of the cached batch, text_rows[k] of the table) -> scores."""
-  rows, texts = batch["image_rows"], batch["text_rows"]
-  return {"scores": model.score_pairs(
-      jnp.take(batch["pixel_tokens"], rows, axis=0),
-      jnp.take(batch["pixel_mask"], rows, axis=0),
-      jnp.take(batch["table_token_ids"], texts, axis=0),
-      jnp.take(batch["table_text_mask"], texts, axis=0))}
-
-
-def make_eval_fns():
-  """(eval_fn, counts_fn) for `train_step.make_eval_step`. One jitted step serves the
-  three calls of an evaluation, told apart by the batch's keys (each compiles once)."""
-
-  def eval_fn(model, batch, key):
-    del key  # Evaluation draws nothing at random.
-    if "images" in batch:
-      return _encode_images(model, batch)
-    if "image_rows" in batch:
-      return _score_pairs(model, batch)
-    return _embed_texts(model, batch)
-
-  def counts_fn(batch):
-    del batch
-    return {}
-
-  return eval_fn, counts_fn
+# The three predict functions the evaluator needs (each `fn(model, batch)`): the
+# CNN's pixel tokens and first-stage embedding per image ({"pixel_tokens",
+# "pixel_mask", "image_embedding"}), first-stage caption embeddings
+# ({"text_embedding"}), and scores of (image row, caption) pairs ({"scores"}).
+PREDICT_FNS = ("encode_images", "embed_texts", "score_pairs")
 
 
 def process_share(rows: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -126,13 +91,15 @@ def candidate_pairs(image_emb: np.ndarray, text_emb: np.ndarray, top_k: int) -> 
 class RetrievalEvaluator:
   """Scores a split's (image, caption) pairs and reports Recall@K in both directions."""
 
-  def __init__(self, make_image_iterator: Callable[[], Iterator], eval_step, to_global,
-               num_images: int, texts: dict[str, np.ndarray], *, pairs_per_call: int,
-               top_k: int = 0, num_folds: int = 1):
-    """`texts` is `pipeline.tokenize_retrieval_texts` of the split's items."""
+  def __init__(self, predict_fns: dict[str, Callable], context: context_lib.EvalContext,
+               *, make_image_iterator: Callable[[], Iterator], num_images: int,
+               texts: dict[str, np.ndarray], pairs_per_call: int, top_k: int = 0,
+               num_folds: int = 1):
+    """`predict_fns`: {name in PREDICT_FNS: fn(model, batch)}, jitted here; `texts` is
+    `pipeline.tokenize_retrieval_texts` of the split's items."""
+    self.predict = {name: context.jit(predict_fns[name]) for name in PREDICT_FNS}
     self.make_image_iterator = make_image_iterator
-    self.eval_step = eval_step
-    self.to_global = to_global
+    self.to_global = context.to_global
     self.num_images = num_images
     self.texts = texts
     self.pairs_per_call = padded_size(pairs_per_call)
@@ -143,28 +110,37 @@ class RetrievalEvaluator:
     self.pairs_scored = 0  # by the last run
     self.pairs_per_s = 0.0
 
+  def variant(self, **changes) -> "RetrievalEvaluator":
+    """This evaluator with some fields changed (`texts`, `top_k`,
+    `make_image_iterator`), sharing its compiled predict functions; counters reset."""
+    twin = copy.copy(self)
+    for name, value in changes.items():
+      if not hasattr(self, name):
+        raise AttributeError(f"RetrievalEvaluator has no field {name!r}")
+      setattr(twin, name, value)
+    twin.cnn_calls = twin.images_encoded = twin.pairs_scored = 0
+    twin.pairs_per_s = 0.0
+    return twin
+
   @property
   def mode(self) -> str:
     return f"two_stage_top{self.top_k}" if self.top_k > 0 else "full"
-
-  def _call(self, state, batch: dict) -> dict:
-    outputs, _ = self.eval_step(state, batch, jax.random.key(0))
-    return outputs
 
   def encode_images(self, state) -> tuple[list[ImageBlock], np.ndarray]:
     """Runs the CNN once per image batch; (cached blocks, (num_images, E) first-stage
     embedding per item, NaN where the image was not loaded)."""
     blocks, embeddings = [], None
     for batch in self.make_image_iterator():
-      batch = {"images": batch["images"], "image_sizes": batch["image_sizes"],
-               "valid": batch["valid"], SOURCE_INDEX_KEY: batch["example_index"]}
-      outputs = self._call(state, self.to_global(batch))
+      batch = self.to_global({k: batch[k] for k in ("images", "image_sizes", "valid",
+                                                    "example_index")})
+      outputs = self.predict["encode_images"](state, batch)
       self.cnn_calls += 1
-      host = gather.to_host({k: outputs[k] for k in (SOURCE_INDEX_KEY, "valid",
-                                                     "image_embedding")})
+      host = gather.to_host({"example_index": batch["example_index"],
+                             "valid": batch["valid"],
+                             "image_embedding": outputs["image_embedding"]})
       rows = np.flatnonzero(host["valid"])
       self.images_encoded += len(rows)
-      items = host[SOURCE_INDEX_KEY][rows].astype(np.int64)
+      items = host["example_index"][rows].astype(np.int64)
       if embeddings is None:
         embeddings = np.full((self.num_images, host["image_embedding"].shape[1]), np.nan,
                              np.float32)
@@ -181,7 +157,8 @@ class RetrievalEvaluator:
     for start in range(0, count, self.pairs_per_call):
       rows = {k: self.texts[k][start:start + self.pairs_per_call]
               for k in ("token_ids", "text_mask")}
-      outputs = self._call(state, self.to_global(process_share(rows, self.pairs_per_call)))
+      outputs = self.predict["embed_texts"](
+          state, self.to_global(process_share(rows, self.pairs_per_call)))
       chunks.append(gather.to_host(outputs)["text_embedding"][:len(rows["token_ids"])])
     return np.concatenate(chunks)
 
@@ -213,7 +190,7 @@ class RetrievalEvaluator:
                "text_rows": texts[start:start + self.pairs_per_call].astype(np.int32)}
       batch = {**self.to_global(process_share(index, self.pairs_per_call)), **table,
                "pixel_tokens": block.pixel_tokens, "pixel_mask": block.pixel_mask}
-      outputs = (self._call(state, batch), len(index["image_rows"]))
+      outputs = (self.predict["score_pairs"](state, batch), len(index["image_rows"]))
       if pending is not None:
         scores.append(self._fetch(*pending, progress))
       pending = outputs

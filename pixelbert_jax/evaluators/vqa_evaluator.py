@@ -3,17 +3,17 @@
 Every question read is answered exactly once: the evaluation pipeline pads its last
 batches (`valid` False) instead of dropping examples, the per-example outputs are
 gathered onto every process (`gather`), and each question is found again by its
-position in the list of examples, which every process holds.
+`example_index` (its position in the list of examples, which every process holds).
 
 The file, `WORKDIR/vqa_predictions_step{N}.json` (`[{"question_id": int, "answer":
 str}]`), answers every question id it is asked to cover, in that order: the questions
 files' ids, including questions the reader skipped and questions whose image could not
 be loaded (those get the vocabulary's most frequent answer and count as unanswered).
 For an EvalAI test-dev submission that must be the whole test-std questions file
-(`v2_OpenEnded_mscoco_test2015_questions.json`), so the setup adds its questions to
+(`v2_OpenEnded_mscoco_test2015_questions.json`), so the VQA task adds its questions to
 the evaluation when `config.data.submission_questions` names it.
 
-The annotated questions are scored with the official VQA accuracy (`vqa_metric`:
+The annotated questions are scored with the official VQA accuracy (`metrics.vqa`:
 overall and per answer type, in percent); the others are only predicted.
 """
 
@@ -24,28 +24,12 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 from absl import logging
-from etils import epath
 
 from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import records
-from pixelbert_jax.evaluators import gather, vqa_metric
-from pixelbert_jax.tasks import vqa
-
-SOURCE_INDEX_KEY = gather.SOURCE_INDEX_KEY
-
-
-def make_eval_fns():
-  """(eval_fn, counts_fn) for `train_step.make_eval_step`: per-example outputs."""
-
-  def eval_fn(model, batch, key):
-    del key  # Evaluation draws nothing at random.
-    answer_logits = vqa.logits(model, batch)
-    answer, _ = vqa.predict(answer_logits)
-    return {"answer_index": answer,
-            "loss": vqa.example_losses(answer_logits, batch["targets"]),
-            SOURCE_INDEX_KEY: batch[SOURCE_INDEX_KEY], "valid": batch["valid"]}
-
-  return eval_fn, gather.count_valid
+from pixelbert_jax.evaluators import context as context_lib
+from pixelbert_jax.evaluators import gather
+from pixelbert_jax.metrics import vqa as vqa_metric
 
 
 def official_structures(examples: Sequence[records.VqaExample]) -> tuple[dict, dict]:
@@ -71,17 +55,17 @@ def metric_name(answer_type: str) -> str:
 class VqaEvaluator:
   """Answers every question of a split, writes the submission file, scores it."""
 
-  def __init__(self, make_iterator: Callable[[], Iterator], eval_step, to_global,
+  def __init__(self, predict: Callable, context: context_lib.EvalContext, *,
+               make_iterator: Callable[[], Iterator],
                examples: Sequence[records.VqaExample], vocab: answers_lib.AnswerVocab,
-               workdir: str, question_ids: Sequence[int] | None = None):
-    """`question_ids`: every id the file must answer, in order (default: the
-    examples'); it must include every example's."""
+               question_ids: Sequence[int] | None = None):
+    """`predict(state, batch) -> {"answer_index", "loss"}` per example (jitted);
+    `question_ids`: every id the file must answer, in order (default: the examples')."""
+    self.predict_fn = predict
+    self.context = context
     self.make_iterator = make_iterator
-    self.eval_step = eval_step
-    self.to_global = to_global
     self.examples = list(examples)
     self.vocab = vocab
-    self.workdir = epath.Path(workdir)
     self.question_ids = gather.ids_to_cover(
         question_ids, [e.question_id for e in self.examples], "question ids")
     self.official = official_structures(self.examples)
@@ -90,8 +74,9 @@ class VqaEvaluator:
   def predict(self, state) -> dict[int, tuple[int, float]]:
     """{position in the split: (answer index, per-example loss)} over the whole split."""
     # question_id is int64: it stays on the host.
-    found = gather.per_example(self.make_iterator, self.eval_step, self.to_global, state,
-                               "answer_index", host_only=("question_id",))
+    found = gather.per_example(self.make_iterator, self.predict_fn,
+                               self.context.to_global, state, "answer_index",
+                               host_only=("question_id",))
     return {index: (int(output), loss) for index, (output, loss) in found.items()}
 
   def results(self, predicted: dict) -> list[dict]:
@@ -103,10 +88,10 @@ class VqaEvaluator:
     return [{"question_id": int(question_id), "answer": answers.get(question_id, fallback)}
             for question_id in self.question_ids]
 
-  def write(self, results: list[dict], step: int) -> epath.Path:
-    path = self.workdir / f"vqa_predictions_step{step}.json"
+  def write(self, results: list[dict], step: int):
+    path = self.context.workdir / f"vqa_predictions_step{step}.json"
     if jax.process_index() == 0:
-      self.workdir.mkdir(parents=True, exist_ok=True)
+      self.context.workdir.mkdir(parents=True, exist_ok=True)
       path.write_text(json.dumps(results))
     return path
 

@@ -21,7 +21,7 @@ import json
 import sys
 from typing import Sequence
 
-from pixelbert_jax.evaluators import vqa_metric
+from pixelbert_jax.metrics import vqa as vqa_metric
 
 
 def _load_json(path: str):

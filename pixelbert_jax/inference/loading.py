@@ -2,10 +2,11 @@
 
 `load_run(path)` takes what a training run left behind, without reading any of its
 training data: `WORKDIR/config.json` (the config the run was started with),
-`WORKDIR/checkpoints/<step>/state` (its weights, read by `tasks.init_from`), the
-tokenizer the run copied into `WORKDIR/tokenizer/` (or the one its config names) and,
-for VQA, `WORKDIR/answer_vocab.json`. `path` may be the workdir, its checkpoints
-folder or one step folder (`WORKDIR/checkpoints/12`).
+`WORKDIR/checkpoints/<step>/state` (its weights, read by `weights.from_run`), the
+tokenizer the run copied into `WORKDIR/tokenizer/` (or the one its config names) and
+what its task needs besides (`Task.run_meta`, e.g. VQA's `answer_vocab.json`). `path`
+may be the workdir, its checkpoints folder or one step folder
+(`WORKDIR/checkpoints/12`). The task builds the model, as in training.
 """
 
 import dataclasses
@@ -16,13 +17,21 @@ import ml_collections
 from etils import epath
 from flax import nnx
 
-from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import tokenizer as tokenizer_lib
-from pixelbert_jax.tasks import init_from, pretrain_data, registry
-from pixelbert_jax.weights import init_checkpoint
+from pixelbert_jax.data.synthetic import cache
+from pixelbert_jax.tasks import base as tasks
+from pixelbert_jax.tasks import common
+from pixelbert_jax.weights import from_run, init_checkpoint
 
 CONFIG_FILE = "config.json"
-VOCAB_FILE = "answer_vocab.json"  # as `tasks.vqa_setup` writes it
+# Fields of older runs' configs that are no longer read: `model.vocab_size` (the
+# tokenizer fixes the vocabulary).
+_RETIRED_MODEL_FIELDS = ("vocab_size",)
+# Data fields that older runs' configs (before 2026-11-30) held as comma-separated
+# strings and that are lists now.
+_LISTED_DATA_FIELDS = ("train_splits", "train_file", "eval_file", *(
+    f"{split}_{kind}" for split in ("train", "eval")
+    for kind in ("questions", "annotations", "images")))
 # How far above `path` config.json may be: a step folder is WORKDIR/checkpoints/<step>.
 _MAX_LEVELS_UP = 2
 
@@ -33,13 +42,10 @@ class Run:
   workdir: epath.Path
   checkpoint: epath.Path  # the `state` folder the weights came from
   config: ml_collections.ConfigDict
+  task: tasks.Task
   tokenizer: tokenizer_lib.Tokenizer
-  answer_vocab: answers_lib.AnswerVocab | None
+  meta: dict  # what the task read from the workdir (`Task.run_meta`)
   model: nnx.Module  # in evaluation mode (no dropout)
-
-  @property
-  def task(self) -> str:
-    return self.config.task
 
 
 def find_workdir(path: str | epath.PathLike) -> epath.Path:
@@ -59,8 +65,16 @@ def find_workdir(path: str | epath.PathLike) -> epath.Path:
 
 def read_config(workdir: epath.Path) -> ml_collections.ConfigDict:
   """The config the run was started with (JSON turns tuples into lists; the code that
-  reads the fields converts them back)."""
-  return ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
+  reads the fields converts them back), in today's form: retired fields dropped and
+  comma-separated path lists split (a stated migration of older runs' configs)."""
+  fields = json.loads((workdir / CONFIG_FILE).read_text())
+  model, data = fields.get("model", {}), fields.get("data", {})
+  for name in _RETIRED_MODEL_FIELDS:
+    model.pop(name, None)
+  for name in _LISTED_DATA_FIELDS:
+    if isinstance(data.get(name), str):
+      data[name] = [p.strip() for p in data[name].split(",") if p.strip()]
+  return ml_collections.ConfigDict(fields)
 
 
 def make_tokenizer(config, workdir: epath.Path,
@@ -70,47 +84,28 @@ def make_tokenizer(config, workdir: epath.Path,
   be where the run generated it; runs from before the copy existed need this)."""
   if spec:
     return tokenizer_lib.from_config(spec)
-  saved = tokenizer_lib.load_copy(workdir / pretrain_data.TOKENIZER_DIR)
+  saved = tokenizer_lib.load_copy(workdir / common.TOKENIZER_DIR)
   if saved is not None:
     return saved
   data_cfg = config.data
   if data_cfg.tokenizer or data_cfg.kind != "synthetic":
-    return pretrain_data.make_tokenizer(data_cfg, None)
-  root = pretrain_data.world_root(data_cfg, str(workdir))
-  if not (root / pretrain_data.WORLD_MARKER).exists():
+    return common.make_tokenizer(data_cfg, None)
+  root = cache.world_root(data_cfg, str(workdir))
+  if not (root / cache.WORLD_MARKER).exists():
     # Regenerating the whole world just for its vocabulary would be a surprise.
     raise FileNotFoundError(
         f"The run was trained on the synthetic world at {root}, which is gone; its "
         "vocabulary is needed. Regenerate it there or pass the tokenizer explicitly "
         "(e.g. wordpiece:/path/vocab.txt)")
-  return pretrain_data.make_tokenizer(data_cfg,
-                                      pretrain_data.synthetic_world(data_cfg, str(workdir)))
+  return common.make_tokenizer(data_cfg, cache.ensure(data_cfg, str(workdir)))
 
 
-def read_answer_vocab(workdir: epath.Path) -> answers_lib.AnswerVocab:
-  path = workdir / VOCAB_FILE
-  if not path.exists():
-    raise FileNotFoundError(f"{path} is missing: a VQA run writes its answer list there")
-  return answers_lib.AnswerVocab.load(path)
-
-
-def build_model(config, vocab_size: int, num_answers: int | None) -> nnx.Module:
+def build_model(task: tasks.Task, vocab_size: int, meta: dict) -> nnx.Module:
   """The task's model, abstract: shapes only, no initialisation (the checkpoint
   provides every weight, and initialising a big model would cost seconds)."""
-  # Imported here so that each task's model code loads only when it is used.
-  from pixelbert_jax.tasks import nlvr2, pretrain, retrieval, vqa  # pylint: disable=g-import-not-at-top
-  model_config = registry.model_config(config, vocab_size)
-  first_stage = config.get("first_stage") or {}  # absent in runs from before it
-  builders = {
-      "pretrain": lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs),
-      "vqa": lambda rngs: vqa.VqaModel(model_config, num_answers, rngs=rngs),
-      "nlvr2": lambda rngs: nlvr2.Nlvr2Model(model_config, rngs=rngs),
-      "retrieval": lambda rngs: retrieval.RetrievalModel(
-          model_config, rngs=rngs, first_stage_dim=first_stage.get("dim")),
-  }
-  if config.task not in builders:
-    raise ValueError(f"Unknown task {config.task!r} in the run's config")
-  model = nnx.eval_shape(lambda: builders[config.task](nnx.Rngs(params=0, dropout=1)))
+  model_config = task.model_config(vocab_size)
+  model = nnx.eval_shape(lambda: task.make_model(model_config, meta,
+                                                 rngs=nnx.Rngs(params=0, dropout=1)))
   # The dropout streams are not weights: give them real keys (unused in eval mode).
   nnx.reseed(model, dropout=1)
   return model
@@ -119,7 +114,7 @@ def build_model(config, vocab_size: int, num_answers: int | None) -> nnx.Module:
 def checkpoint_dir(path: epath.Path, workdir: epath.Path) -> epath.Path:
   """The `state` folder of `path` (a step folder) or of the workdir's latest step."""
   try:
-    return init_from.state_dir(path)
+    return from_run.state_dir(path)
   except FileNotFoundError:
     raise FileNotFoundError(
         f"{path}: no checkpoint found (expected {workdir}/checkpoints/<step>/state)"
@@ -130,8 +125,8 @@ def load_weights(model: nnx.Module, state: epath.Path) -> None:
   """Copies every top-level module's weights from the checkpoint, checking each fits."""
   names = sorted({path[0] for path, _ in nnx.to_flat_state(
       nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat)))})
-  # A step folder (the parent of `state`) is one of the names `init_from` accepts.
-  init_from.load(state.parent, {name: getattr(model, name) for name in names})
+  # A step folder (the parent of `state`) is one of the names `from_run` accepts.
+  from_run.load(state.parent, {name: getattr(model, name) for name in names})
   unset = [path for path, leaf in jax.tree_util.tree_flatten_with_path(nnx.state(model))[0]
            if isinstance(leaf, jax.ShapeDtypeStruct)]
   if unset:
@@ -148,16 +143,17 @@ def load_run(path: str | epath.PathLike, tokenizer: str | None = None) -> Run:
 
   Raises:
     FileNotFoundError: naming what is missing (the path, config.json, a checkpoint,
-      the answer vocabulary or the synthetic world's vocabulary).
+      a file the task needs, e.g. the answer vocabulary, or the synthetic world's
+      vocabulary).
   """
   path = epath.Path(path)
   workdir = find_workdir(path)
   config = read_config(workdir)
+  task = tasks.get(config)
   state = checkpoint_dir(path, workdir)
   tokens = make_tokenizer(config, workdir, tokenizer)
-  answer_vocab = read_answer_vocab(workdir) if config.task == "vqa" else None
-  model = build_model(config, tokens.vocab_size,
-                      len(answer_vocab) if answer_vocab else None)
+  meta = task.run_meta(workdir)
+  model = build_model(task, tokens.vocab_size, meta)
   load_weights(model, state)
   model.eval()
-  return Run(workdir, state, config, tokens, answer_vocab, model)
+  return Run(workdir, state, config, task, tokens, meta, model)

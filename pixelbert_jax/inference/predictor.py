@@ -8,13 +8,15 @@
 The model is loaded once (`loading.load_run`) and split into two jitted pieces, as
 the retrieval evaluator does: the CNN runs once per distinct image (pixel tokens are
 cached, keyed by the image's content), and the cross-modal Transformer with the task's
-head scores (image, text) pairs in batches. Batches are padded to a power of two up
-to `batch_size`, and pairs are grouped by image bucket, so each piece compiles once
-per (bucket, batch shape). Scores are sigmoid probabilities: the VQA head was trained
-with BCE, the ITM head with a binary loss; a retrieval head was trained to rank, so
-its sigmoid orders pairs but is not calibrated. An NLVR2 statement is judged as the
-model was trained: (left, statement) and (right, statement) through the Transformer
-separately, their pooled vectors concatenated into the pair head's softmax.
+pair head (`Task.pair_head`) scores (image, text) pairs in batches. Batches are padded
+to a power of two up to `batch_size`, and pairs are grouped by image bucket, so each
+piece compiles once per (bucket, batch shape).
+
+What a run can do beyond that comes from its task (`Task.capabilities`): `answer` for
+VQA, `match` / `rank_images` / `rank_texts` for pre-training and retrieval, `judge`
+for NLVR2, each a function of the task's module called with this Predictor. Asking a
+run for what its task cannot do raises `UnsupportedTaskError` naming the kinds of run
+that can.
 """
 
 import collections
@@ -29,22 +31,7 @@ from etils import epath
 from flax import nnx
 
 from pixelbert_jax.inference import inputs, loading
-
-# What a checkpoint of each task can do, for error messages.
-SUPPORTED = {
-    "vqa": ("answer", "attention maps"),
-    "pretrain": ("match", "rank_images", "rank_texts", "attention maps"),
-    "retrieval": ("match", "rank_images", "rank_texts", "attention maps"),
-    "nlvr2": ("judge", "attention maps"),
-}
-# The head on the pooled [CLS] that scores a pair, per task; NLVR2's head takes two
-# pairs' pooled vectors, so its pair piece stops at the pooled vector.
-PAIR_HEADS = {"vqa": "vqa_head", "pretrain": "itm_head", "retrieval": "score_head",
-              "nlvr2": None}
-# Who can do what a method needs: its task and the tasks whose heads also serve it.
-_SERVES = {"vqa": ("vqa",), "pretrain": ("pretrain", "retrieval"), "nlvr2": ("nlvr2",)}
-_CHECKPOINT_KIND = {"vqa": "VQA", "pretrain": "pre-training or retrieval",
-                    "nlvr2": "NLVR2"}
+from pixelbert_jax.tasks import base as tasks
 
 
 class UnsupportedTaskError(ValueError):
@@ -71,10 +58,8 @@ def _pair_outputs(graphdef, head: str, state, pixel_tokens, pixel_mask, token_id
   return aux["pooled"] if head is None else getattr(model, head)(aux["pooled"])
 
 
-def _nlvr2_pair_logits(graphdef, state, left_pooled, right_pooled):
-  """(B, 2) false/true logits from the two images' pooled vectors, left first."""
-  model = nnx.merge(graphdef, state)
-  return model.nlvr2_head(jnp.concatenate([left_pooled, right_pooled], axis=-1))
+def _call_on_model(graphdef, fn, state, *args):
+  return fn(nnx.merge(graphdef, state), *args)
 
 
 def _text_to_pixel_attention(graphdef, state, pixel_tokens, pixel_mask, token_ids,
@@ -87,14 +72,10 @@ def _text_to_pixel_attention(graphdef, state, pixel_tokens, pixel_mask, token_id
   return jnp.stack([probs[:, :, :num_text, num_text:] for probs in aux["attention"]])
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-  # In float64, so that confident scores stay distinct instead of all rounding to 1.
-  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-
-
-def _ranking(scores: np.ndarray) -> list[tuple[int, float]]:
-  order = np.argsort(-scores, kind="stable")
-  return [(int(i), float(scores[i])) for i in order]
+def _kinds_serving(method: str) -> list[str]:
+  """How error messages name the runs whose task serves `method`."""
+  return [tasks.task_class(name).checkpoint_kind for name in tasks.task_names()
+          if method in tasks.task_class(name).methods()]
 
 
 class Predictor:
@@ -112,7 +93,7 @@ class Predictor:
       cache_size: how many images' pixel tokens to keep.
     """
     self.run = loading.load_run(path, tokenizer)
-    self.task = self.run.task
+    self.task = self.run.config.task
     self.model_config = self.run.model.pixelbert.config
     self.prepare_image = inputs.ImagePreparer(self.run.config.data)
     self.encode_text = inputs.TextEncoder(self.run.tokenizer,
@@ -120,21 +101,35 @@ class Predictor:
     self.batch_size, self.image_batch_size = batch_size, image_batch_size
     self.cache_size = cache_size
     self._cache = collections.OrderedDict()
-    graphdef, self._state = nnx.split(self.run.model)
+    self._graphdef, self._state = nnx.split(self.run.model)
+    self._methods = self.run.task.methods()
+    self._called = {}  # jitted `call` functions, by function
     # Public so that callers (and tests) can see or wrap each compiled piece.
-    self.encode_fn = jax.jit(functools.partial(_encode, graphdef))
-    self.attention_fn = jax.jit(functools.partial(_text_to_pixel_attention, graphdef))
-    self.pair_fn = (jax.jit(functools.partial(_pair_outputs, graphdef,
-                                              PAIR_HEADS[self.task]))
-                    if self.task in PAIR_HEADS else None)
-    self.nlvr2_fn = (jax.jit(functools.partial(_nlvr2_pair_logits, graphdef))
-                     if self.task == "nlvr2" else None)
+    self.encode_fn = jax.jit(functools.partial(_encode, self._graphdef))
+    self.attention_fn = jax.jit(functools.partial(_text_to_pixel_attention,
+                                                  self._graphdef))
+    self.pair_fn = jax.jit(functools.partial(_pair_outputs, self._graphdef,
+                                             self.run.task.pair_head))
 
-  def _require(self, method: str, task: str) -> None:
-    if self.task not in _SERVES[task]:
+  def __getattr__(self, name: str):
+    """The run's task's inference methods (`answer`, `match`, `judge`, ...), bound."""
+    methods = self.__dict__.get("_methods", {})
+    if name in methods:
+      return functools.partial(methods[name], self)
+    kinds = _kinds_serving(name) if not name.startswith("_") else []
+    if kinds:
+      supported = sorted(methods) + ["attention maps"]
       raise UnsupportedTaskError(
-          f"{method}() needs a {_CHECKPOINT_KIND[task]} checkpoint, but {self.run.workdir} was trained "
-          f"for the {self.task!r} task, which supports: {', '.join(SUPPORTED[self.task])}")
+          f"{name}() needs a {' or '.join(kinds)} checkpoint, but {self.run.workdir} was "
+          f"trained for the {self.task!r} task, which supports: {', '.join(supported)}")
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+  def call(self, fn, *args):
+    """`fn(model, *args)` on the run's model, jitted once per `fn` (for a task's own
+    pieces, e.g. NLVR2's pair head)."""
+    if fn not in self._called:
+      self._called[fn] = jax.jit(functools.partial(_call_on_model, self._graphdef, fn))
+    return self._called[fn](self._state, *args)
 
   # ---- Images: the CNN once per distinct image. ----
 
@@ -195,66 +190,6 @@ class Predictor:
       for row, index in enumerate(chunk):
         results[index] = logits[row]
     return np.stack(results)
-
-  # ---- The task-level API. ----
-
-  def answer_batch(self, images: Sequence[inputs.ImageInput], questions: Sequence[str],
-                   top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """For each (image, question), the `top_k` answers with their probabilities."""
-    self._require("answer", "vqa")
-    if top_k < 1:
-      raise ValueError(f"top_k must be at least 1, got {top_k}")
-    logits = self.pair_logits(images, questions)
-    best = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
-    scores = _sigmoid(np.take_along_axis(logits, best, axis=1))
-    answers = self.run.answer_vocab.answers
-    return [[(answers[i], float(s)) for i, s in zip(row, row_scores)]
-            for row, row_scores in zip(best, scores)]
-
-  def answer(self, image: inputs.ImageInput, question: str,
-             top_k: int = 5) -> list[tuple[str, float]]:
-    """The `top_k` answers to a question about an image, most likely first."""
-    return self.answer_batch([image], [question], top_k)[0]
-
-  def match_batch(self, images: Sequence[inputs.ImageInput],
-                  texts: Sequence[str]) -> list[float]:
-    """For each (image, text), the probability that the text describes the image."""
-    self._require("match", "pretrain")
-    return [float(s) for s in _sigmoid(self.pair_logits(images, texts))]
-
-  def match(self, image: inputs.ImageInput, text: str) -> float:
-    """The probability that `text` describes `image`."""
-    return self.match_batch([image], [text])[0]
-
-  def rank_images(self, text: str, images: Sequence[inputs.ImageInput]
-                  ) -> list[tuple[int, float]]:
-    """(index into `images`, match probability), best match first."""
-    self._require("rank_images", "pretrain")
-    return _ranking(_sigmoid(self.pair_logits(images, [text] * len(images))))
-
-  def rank_texts(self, image: inputs.ImageInput, texts: Sequence[str]
-                 ) -> list[tuple[int, float]]:
-    """(index into `texts`, match probability), best match first."""
-    self._require("rank_texts", "pretrain")
-    return _ranking(_sigmoid(self.pair_logits([image] * len(texts), texts)))
-
-  def judge_batch(self, lefts: Sequence[inputs.ImageInput],
-                  rights: Sequence[inputs.ImageInput],
-                  statements: Sequence[str]) -> list[float]:
-    """For each (left, right, statement), the probability that the statement is true
-    of the image pair (NLVR2 runs)."""
-    self._require("judge", "nlvr2")
-    if len(lefts) != len(rights):
-      raise ValueError(f"{len(lefts)} left images but {len(rights)} right ones")
-    left = self.pair_logits(lefts, statements)
-    right = self.pair_logits(rights, statements)
-    logits = np.asarray(self.nlvr2_fn(self._state, left, right))
-    return [float(p) for p in _sigmoid(logits[:, 1] - logits[:, 0])]  # softmax's "true"
-
-  def judge(self, left: inputs.ImageInput, right: inputs.ImageInput,
-            statement: str) -> float:
-    """The probability that `statement` is true of the pair (left, right)."""
-    return self.judge_batch([left], [right], [statement])[0]
 
   def text_to_pixel_attention(self, image: inputs.ImageInput, text: str
                               ) -> tuple[np.ndarray, np.ndarray, ImageFeatures]:

@@ -101,7 +101,3 @@ def nlvr2_pair_head(hidden: int, *, dtype: Any, rngs: nnx.Rngs) -> MLPClassifier
   """The "pair" setting: both images' pooled [CLS] concatenated -> 2 logits."""
   return MLPClassifier(2 * hidden, 2 * hidden, 2, dtype=dtype, rngs=rngs)
 
-
-def copy_score_head(source: ScoreHead, target: ScoreHead) -> None:
-  """Initialises a retrieval head from a pre-trained ITM head."""
-  nnx.update(target, nnx.clone(nnx.state(source)))

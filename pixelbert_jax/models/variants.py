@@ -5,6 +5,7 @@ laptop demo. A preset names a backbone and a Transformer; any field can be overr
 """
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -119,6 +120,16 @@ def model_config(preset: str = "R50", **overrides: Any) -> ModelConfig:
   if "max_grid" in fields:
     fields["max_grid"] = tuple(fields["max_grid"])
   return ModelConfig(**fields)
+
+
+def from_config(model_cfg: Mapping[str, Any], vocab_size: int) -> ModelConfig:
+  """A ModelConfig from a run's `config.model` (a preset and its overrides); the
+  tokenizer fixes the vocabulary. Sequences (JSON made them lists) become tuples."""
+  fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_cfg).items()}
+  preset = fields.pop("preset")
+  for name in ("max_grid", "image_mean", "image_std"):
+    fields[name] = tuple(fields[name])
+  return model_config(preset, transformer_vocab_size=vocab_size, **fields)
 
 
 def _lookup(value, table: dict, kind: str):

@@ -1,5 +1,12 @@
 """Image-text retrieval fine-tuning: a ranking loss through the hardest negatives.
 
+Data come from Karpathy's split files named in `config.data` (`dataset` "coco":
+`dataset_coco.json` plus the folder holding `train2014/` and `val2014/`; "flickr30k":
+`dataset_flickr30k.json` plus `flickr30k-images/`), or from the embedded synthetic
+world (kind "synthetic"), whose Karpathy files have the same layout. Training reads
+the captions of `data.train_splits`; evaluation scores every image of
+`data.eval_split` against every caption of that split.
+
 The paper's recipe: each training image comes with its own caption and N = 20 random
 captions of other images. Every (image, caption) pair goes through the cross-modal
 Transformer and a one-logit score head on the pooled [CLS]; the loss is the softmax
@@ -28,15 +35,26 @@ padding and skipped images (`valid` False) count in neither sum nor count, and a
 one's negatives.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 from flax import nnx
 
+from pixelbert_jax.data import pipeline
+from pixelbert_jax.data.readers import coco, flickr30k
+from pixelbert_jax.evaluators import retrieval_evaluator
 from pixelbert_jax.models import heads, layers
 from pixelbert_jax.models.pixelbert import PixelBert
 from pixelbert_jax.models.variants import ModelConfig
+from pixelbert_jax.tasks import base, common, matching
 
+# A parameter path inside the CNN, to find the optimiser group that holds it.
+BACKBONE_PATH = "pixelbert/pixel_encoder/backbone/"
+_READERS = {"coco": (coco.read_karpathy, coco.read_karpathy_retrieval),
+            "flickr30k": (flickr30k.read_flickr30k, flickr30k.read_flickr30k_retrieval)}
 NUM_HARD_NEGATIVES = 5
 FIRST_STAGE_DIM = 256
 FIRST_STAGE_TEMPERATURE = 0.07  # CLIP's and ALBEF's starting value
@@ -176,3 +194,127 @@ def counts_fn(batch: dict) -> dict:
   valid = jnp.sum(batch["valid"].astype(jnp.float32))
   return {name: valid for name in ("retrieval_loss", "retrieval_accuracy",
                                    "first_stage_loss", "first_stage_accuracy")}
+
+
+# ---- Evaluation: the retrieval evaluator's three predict functions. ----
+
+
+def encode_images(model: RetrievalModel, batch: dict) -> dict:
+  pixels, mask = model.pixelbert.encode_pixels(batch["images"], batch["image_sizes"])
+  return {"pixel_tokens": pixels, "pixel_mask": mask,
+          "image_embedding": model.image_embedding(pixels, mask)}
+
+
+def embed_texts(model: RetrievalModel, batch: dict) -> dict:
+  return {"text_embedding": model.text_embedding(batch["token_ids"], batch["text_mask"])}
+
+
+def score_pairs(model: RetrievalModel, batch: dict) -> dict:
+  """Pairs (image_rows[k] of the cached batch, text_rows[k] of the table) -> scores."""
+  rows, texts = batch["image_rows"], batch["text_rows"]
+  return {"scores": model.score_pairs(
+      jnp.take(batch["pixel_tokens"], rows, axis=0),
+      jnp.take(batch["pixel_mask"], rows, axis=0),
+      jnp.take(batch["table_token_ids"], texts, axis=0),
+      jnp.take(batch["table_text_mask"], texts, axis=0))}
+
+
+PREDICT_FNS = {"encode_images": encode_images, "embed_texts": embed_texts,
+               "score_pairs": score_pairs}
+
+
+# ---- Data. ----
+
+
+def _files(data_cfg, world: dict | None) -> tuple[str, str]:
+  """(Karpathy split file, image folder) of `data.dataset`."""
+  if data_cfg.dataset not in _READERS:
+    raise ValueError(f"Unknown config.data.dataset {data_cfg.dataset!r}: use coco or "
+                     "flickr30k")
+  if world:
+    return ((world["karpathy_coco"], world["coco_root"]) if data_cfg.dataset == "coco"
+            else (world["karpathy_flickr30k"], world["flickr30k_images"]))
+  if not (data_cfg.karpathy_json and data_cfg.images):
+    raise ValueError(
+        "config.data.karpathy_json and images are required for real retrieval data, "
+        "e.g. --config.data.karpathy_json=.../dataset_coco.json --config.data.images="
+        ".../coco (holding train2014/ and val2014/); or use configs/retrieval.py:demo")
+  return data_cfg.karpathy_json, data_cfg.images
+
+
+def read_data(data_cfg, world: dict | None) -> tuple[list, list]:
+  """(training captions as ImageText, evaluation images as RetrievalItem)."""
+  path, images = _files(data_cfg, world)
+  read_train, read_items = _READERS[data_cfg.dataset]
+  splits = list(data_cfg.train_splits)
+  found = common.read_split(f"retrieval-{data_cfg.dataset}", [
+      lambda skips: [("train", e) for e in read_train(path, images, splits, skips=skips)],
+      lambda skips: [("eval", i) for i in read_items(path, images, data_cfg.eval_split,
+                                                     skips=skips)]],
+                            data_cfg.max_skip_fraction)
+  train = [e for split, e in found if split == "train"]
+  items = [e for split, e in found if split == "eval"]
+  logging.info("Retrieval %s: %d training captions (%s), %d %s images with %d captions",
+               data_cfg.dataset, len(train), splits, len(items), data_cfg.eval_split,
+               sum(len(i.texts) for i in items))
+  return train, items
+
+
+def backbone_frozen(config) -> bool:
+  """Whether the first optimiser group matching the CNN's parameters is `frozen`."""
+  for spec in config.optimizer.groups.values():
+    if re.search(spec["pattern"], BACKBONE_PATH):
+      return spec["optimizer"] == "frozen"
+  return False
+
+
+class Task(base.Task):
+  """Image-text retrieval fine-tuning and evaluation (see the module docstring)."""
+
+  name = "retrieval"
+  checkpoint_kind = "retrieval"
+  pair_head = "score_head"
+  capabilities = (matching.CAPABILITY,)
+
+  def make_model(self, model_config, meta, *, rngs):
+    del meta
+    # Runs from before the first stage existed have no `first_stage` in their config.
+    first_stage = self.config.get("first_stage") or {}
+    return RetrievalModel(model_config, rngs=rngs, first_stage_dim=first_stage.get("dim"))
+
+  def objective(self) -> base.Objective:
+    config = self.config
+    frozen = backbone_frozen(config)
+    logging.info("Retrieval: CNN %s", "frozen" if frozen else "trained")
+    return base.Objective(
+        make_loss_fn(config.num_hard_negatives, frozen_backbone=frozen,
+                     temperature=config.first_stage.temperature),
+        counts_fn, loss_weights(config.first_stage.loss_weight))
+
+  def make_data(self, workdir: str) -> base.TaskData:
+    config, data_cfg = self.config, self.config.data
+    world, tokenizer = common.world_and_tokenizer(data_cfg, workdir)
+    train, items = read_data(data_cfg, world)
+    train_iter = pipeline.retrieval_train_pipeline(
+        train, tokenizer, common.pipeline_config(config, training=True),
+        seed=config.seed, num_negatives=config.num_negatives, **common.process_shard())
+    eval_cfg = common.pipeline_config(config, training=False)
+    eval_source = pipeline.as_source(items)  # image sizes read once, not per evaluation
+    return base.TaskData(tokenizer, train_iter, {}, dict(
+        make_image_iterator=lambda: pipeline.image_pipeline(
+            eval_source, eval_cfg, **common.process_shard()),
+        num_images=len(items),
+        texts=pipeline.tokenize_retrieval_texts(items, tokenizer, data_cfg.max_text_len)))
+
+  def make_evaluators(self, data, context):
+    config = self.config
+    return {"retrieval": retrieval_evaluator.RetrievalEvaluator(
+        PREDICT_FNS, context, pairs_per_call=config.eval_pairs_per_call,
+        top_k=config.eval_top_k, num_folds=config.eval_folds, **data.evaluation)}
+
+  def init_from_modules(self, model):
+    """The body, and the pre-training ITM head into the score head if asked."""
+    modules = {"pixelbert": model.pixelbert}
+    if self.config.init_score_head_from_itm:
+      modules["itm_head"] = model.score_head
+    return modules

@@ -7,7 +7,7 @@ from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import records
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.data.readers import vqa
-from pixelbert_jax.evaluators import vqa_metric
+from pixelbert_jax.metrics import vqa as vqa_metric
 
 
 def _example(question_id, answers):

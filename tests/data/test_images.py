@@ -270,21 +270,6 @@ def test_fit_to_buckets_end_to_end():
   assert image.shape == (36, 97, 3) and bucket == (56, 104)
 
 
-def test_normalise_then_pad_makes_padding_the_mean_colour():
-  mean_colour = np.round(np.asarray(images.IMAGENET_MEAN) * 255).astype(np.uint8)
-  image = np.broadcast_to(mean_colour, (7, 11, 3)).copy()
-  image[0, 0] = (255, 255, 255)
-  normalised = images.normalize(image)
-  assert normalised.dtype == np.float32
-  np.testing.assert_allclose(normalised[1:, 1:], 0.0, atol=0.01)
-  white = (1 - np.asarray(images.IMAGENET_MEAN)) / np.asarray(images.IMAGENET_STD)
-  np.testing.assert_allclose(normalised[0, 0], white, rtol=1e-5)
-  padded, true_size = images.pad_to_bucket(normalised, (13, 17))
-  assert padded.shape == (13, 17, 3) and true_size == (7, 11)
-  np.testing.assert_array_equal(padded[:7, :11], normalised)
-  assert not padded[7:].any() and not padded[:, 11:].any()
-
-
 def test_pad_to_bucket_keeps_dtype_and_refuses_overflow():
   padded, true_size = images.pad_to_bucket(_noise(3, 5), (7, 11), fill=9)
   assert padded.dtype == np.uint8 and true_size == (3, 5)

@@ -24,3 +24,12 @@ from pixelbert_jax.data.synthetic.language import (
 from pixelbert_jax.data.synthetic.scenes import (
     BACKGROUNDS, COLOURS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES, Scene, SceneObject,
     polygon, region, relation, render_scene, sample_scene)
+
+__all__ = [
+    "BACKGROUNDS", "COLOURS", "COLOUR_CONFUSIONS", "MAX_OBJECTS", "NUMBER_WORDS",
+    "PUNCTUATION", "QUESTION_MAKERS", "Question", "RELATIONS", "SHAPES",
+    "SHAPE_CONFUSIONS", "SIZES", "SPECIAL_TOKENS", "STATEMENT_MAKERS", "SYNONYMS",
+    "Scene", "SceneObject", "TEMPLATE_WORDS", "VISUAL_WORDS", "annotator_answers",
+    "generate", "main", "make_captions", "make_questions", "make_statement", "polygon",
+    "region", "relation", "render_scene", "sample_scene", "vocabulary", "write_vocab",
+]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pixelbert_jax.evaluators import retrieval_metric
+from pixelbert_jax.metrics import retrieval as retrieval_metric
 
 # 3 images with 2 captions each; ranks worked out by hand below.
 SCORES = np.array([

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pixelbert_jax.evaluators import nlvr2_metric
+from pixelbert_jax.metrics import nlvr2 as nlvr2_metric
 
 
 def test_sentence_key_drops_the_pair_field():

@@ -17,7 +17,7 @@ import numpy as np
 from pixelbert_jax import attention_maps
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.inference import Predictor
-from pixelbert_jax.tools import synthetic_backbone
+from pixelbert_jax.weights import synthetic_backbone
 
 SCENE_STREAM = 104729  # apart from the world's and the synthetic backbone's scenes
 _TEXT_STREAM = 7919  # the questions' and captions' own random stream

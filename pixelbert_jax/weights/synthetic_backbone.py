@@ -10,7 +10,8 @@ splits is seen.
 
 `config.init = "synthetic"` (the demo configs' default) trains it on first use into the
 synthetic world's folder, with `config.synthetic_backbone`'s settings, and loads it like
-any imported backbone.
+any imported backbone (`init_sources`). It trains with the package's one train step
+(`train_step.make_train_step`, functional, jitted), like every run.
 """
 
 import json
@@ -25,12 +26,13 @@ from etils import epath
 from flax import nnx
 from PIL import Image, ImageDraw
 
+from pixelbert_jax import sharding, train_state, train_step
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import synthetic
+from pixelbert_jax.data.synthetic import cache
 from pixelbert_jax.models import variants
 from pixelbert_jax.models.pixel_encoder import normalize_images
 from pixelbert_jax.models.resnet import ResNet
-from pixelbert_jax.tasks import pretrain_data, registry
 from pixelbert_jax.weights import init_checkpoint
 
 COLOUR_CLASSES = ("background",) + tuple(synthetic.COLOURS)
@@ -103,29 +105,44 @@ class CellClassifier(nnx.Module):
     return self.colour(features), self.shape(features)
 
 
-def _soft_cross_entropy(logits: jax.Array, shares: jax.Array) -> jax.Array:
-  return -jnp.mean(jnp.sum(shares * jax.nn.log_softmax(logits), -1))
+def _cell_losses(logits: jax.Array, shares: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(summed soft cross-entropy over every cell, right answers on object cells).
 
-
-def _object_accuracy(logits: jax.Array, shares: jax.Array) -> jax.Array:
-  """Accuracy on cells mostly covered by one object (the share of the cells named right)."""
+  An object cell is one mostly covered by one object; background cells are not scored.
+  """
+  loss = -jnp.sum(shares * jax.nn.log_softmax(logits))
   on_object = (shares[..., 0] < 0.5) & (shares.max(-1) > 0.5)
   right = jnp.argmax(logits, -1) == jnp.argmax(shares, -1)
-  return jnp.sum(right & on_object) / jnp.maximum(jnp.sum(on_object), 1)
+  return loss, jnp.sum(right & on_object)
 
 
-@nnx.jit
-def _train_step(model: CellClassifier, optimizer: nnx.Optimizer, batch: dict) -> dict:
-  def loss_fn(model):
-    colour, shape = model(batch["images"])
-    loss = (_soft_cross_entropy(colour, batch["colour"])
-            + _soft_cross_entropy(shape, batch["shape"]))
-    return loss, {"colour_accuracy": _object_accuracy(colour, batch["colour"]),
-                  "shape_accuracy": _object_accuracy(shape, batch["shape"])}
+def loss_fn(model: CellClassifier, batch: dict, key: jax.Array) -> dict:
+  del key  # nothing drawn
+  colour, shape = model(batch["images"])
+  sums = {}
+  for name, logits in (("colour", colour), ("shape", shape)):
+    sums[f"{name}_loss"], sums[f"{name}_accuracy"] = _cell_losses(logits, batch[name])
+  return sums
 
-  (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-  optimizer.update(model, grads)
-  return dict(metrics, loss=loss)
+
+def counts_fn(batch: dict) -> dict:
+  """Losses are per cell, accuracies per object cell."""
+  shares = batch["colour"]
+  cells = jnp.asarray(np.prod(shares.shape[:-1]), jnp.float32)
+  on_object = jnp.sum((shares[..., 0] < 0.5) & (shares.max(-1) > 0.5))
+  return {"colour_loss": cells, "shape_loss": cells, "colour_accuracy": on_object,
+          "shape_accuracy": on_object}
+
+
+def _batches(data: dict, batch_size: int, seed: int):
+  """Batches of the scenes, a fresh permutation for every pass."""
+  order, indices = np.random.default_rng(seed).permutation, np.zeros(0, int)
+  num_scenes = len(data["images"])
+  while True:
+    if len(indices) < batch_size:  # a fresh pass over the scenes
+      indices = np.concatenate([indices, order(num_scenes)])
+    yield {k: v[indices[:batch_size]] for k, v in data.items()}
+    indices = indices[batch_size:]
 
 
 def train(model_config: variants.ModelConfig, *, steps: int, num_scenes: int,
@@ -133,25 +150,29 @@ def train(model_config: variants.ModelConfig, *, steps: int, num_scenes: int,
   """Trains the cell classifier; returns it and the last step's metrics, with the
   first step's loss as `initial_loss`."""
   data = make_dataset(num_scenes, seed, side, model_config.pixel_stride)
-  model = CellClassifier(model_config, rngs=nnx.Rngs(seed))
+  mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
+  graphdef, params, stats, other = train_state.init_model(
+      lambda rngs: CellClassifier(model_config, rngs=rngs), seed, mesh,
+      sharding.DEFAULT_RULES)
   warmup = max(steps // 10, 1)
   schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup,
                                                 max(steps, warmup + 1))
-  optimizer = nnx.Optimizer(model, optax.adamw(schedule, weight_decay=1e-4),
-                            wrt=nnx.Param)
-  order = np.random.default_rng(seed).permutation
-  indices, history = np.zeros(0, int), []
-  for step in range(steps):
-    if len(indices) < batch_size:  # a fresh pass over the scenes
-      indices = np.concatenate([indices, order(num_scenes)])
-    batch = {k: v[indices[:batch_size]] for k, v in data.items()}
-    indices = indices[batch_size:]
-    history.append(_train_step(model, optimizer, batch))
+  tx = optax.adamw(schedule, weight_decay=1e-4)
+  state = train_state.create_train_state(params, stats, tx, seed, mesh)
+  step_fn = jax.jit(train_step.make_train_step(
+      graphdef, other, loss_fn, counts_fn, {"colour_loss": 1.0, "shape_loss": 1.0}, tx,
+      schedules={}), donate_argnums=0)
+  history = []
+  for step, batch in zip(range(steps), _batches(data, batch_size, seed)):
+    state, measurements = step_fn(state, batch)
+    history.append(measurements)
     if step % 100 == 0 or step == steps - 1:
       logging.info("Synthetic backbone step %d: %s", step,
-                   {k: round(float(v), 3) for k, v in history[-1].items()})
-  metrics = {k: float(v) for k, v in history[-1].items()}
-  return model, dict(metrics, initial_loss=float(history[0]["loss"]))
+                   {k: round(float(history[-1][k]), 3) for k in sorted(history[-1])})
+  model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
+  final = {k: float(history[-1][k]) for k in ("colour_accuracy", "shape_accuracy")}
+  final["loss"] = float(history[-1]["training_loss"])
+  return model, dict(final, initial_loss=float(history[0]["training_loss"]))
 
 
 def save(model: CellClassifier, directory: epath.Path, info: dict) -> None:
@@ -167,7 +188,7 @@ def _directory(config, workdir: str) -> epath.Path:
   settings = config.synthetic_backbone
   name = (f"backbone_{config.model.preset}_{config.data.image_short_side}px_"
           f"{settings.steps}steps_{settings.num_scenes}scenes")
-  return pretrain_data.world_root(config.data, workdir) / name
+  return cache.world_root(config.data, workdir) / name
 
 
 def ensure(config, workdir: str) -> str:
@@ -175,10 +196,11 @@ def ensure(config, workdir: str) -> str:
   directory = _directory(config, workdir)
   marker = directory / DONE_MARKER
   if jax.process_index() > 0:
-    pretrain_data.wait_for(marker)
+    cache.wait_for(marker)
   elif not marker.exists():
     settings = config.synthetic_backbone
-    model_config = registry.model_config(config, config.model.vocab_size)
+    # The text side is not trained here: its vocabulary size does not matter.
+    model_config = variants.from_config(config.model, vocab_size=1)
     logging.info("Training the synthetic backbone into %s", directory)
     start = time.time()
     model, metrics = train(model_config, steps=settings.steps,
@@ -192,8 +214,3 @@ def ensure(config, workdir: str) -> str:
     save(model, directory, info)
     marker.write_text(json.dumps(metrics))
   return str(directory)
-
-
-def resolve_init(config, workdir: str) -> str:
-  """`config.init` as a path: "synthetic" names this module's backbone."""
-  return ensure(config, workdir) if config.init == "synthetic" else config.init

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pixelbert_jax.evaluators import vqa_metric
+from pixelbert_jax.metrics import vqa as vqa_metric
 from pixelbert_jax.evaluators import vqa_score
 
 
