@@ -35,6 +35,29 @@ def small_world(tmp_path_factory) -> str:
   return root
 
 
+@pytest.fixture(scope="module")
+def tokenizer(world):
+  """The WordPiece tokenizer of the module's own `world` fixture (a synthetic world)."""
+  from pixelbert_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  return tokenizer_lib.WordPieceTokenizer.from_vocab_file(world["vocab"])
+
+
+def assert_same_batches(expected, actual):
+  """Two lists of batches (dicts of numpy arrays) are equal, key by key."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  assert len(expected) == len(actual)
+  for want, got in zip(expected, actual):
+    assert want.keys() == got.keys()
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key], err_msg=key)
+
+
+def load_json(path):
+  import json  # pylint: disable=g-import-not-at-top
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 # The tiny preset's Transformer (2 x 64), in place of the demo's 4 x 128, keeps the
 # trainer tests short; `test_train` runs the demo's own model.
 TINY_TRANSFORMER = {"model.transformer_num_layers": 2, "model.transformer_hidden": 64,

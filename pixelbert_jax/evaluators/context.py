@@ -21,6 +21,15 @@ class EvalContext:
   to_global: Callable[[dict], dict]
   workdir: epath.Path
 
+  def write(self, name: str, write: Callable[[epath.Path], None]) -> epath.Path:
+    """Process 0 writes `workdir/name` with `write(path)`; every process gets the
+    path (every process holds the same gathered results)."""
+    path = self.workdir / name
+    if jax.process_index() == 0:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      write(path)
+    return path
+
   def jit(self, predict_fn: Callable) -> Callable:
     """`predict_fn(model, batch, *args)` as a jitted `fn(state, batch, *args)`."""
     return jax.jit(lambda state, batch, *args: predict_fn(self.as_model(state), batch,

@@ -57,11 +57,8 @@ class Nlvr2Evaluator:
     return {identifier: found.get(identifier, False) for identifier in self.identifiers}
 
   def write(self, predictions: dict[str, bool], step: int):
-    path = self.context.workdir / f"nlvr2_predictions_step{step}.csv"
-    if jax.process_index() == 0:
-      self.context.workdir.mkdir(parents=True, exist_ok=True)
-      nlvr2_metric.write_predictions(str(path), predictions)
-    return path
+    return self.context.write(f"nlvr2_predictions_step{step}.csv", lambda path:
+                              nlvr2_metric.write_predictions(str(path), predictions))
 
   def run(self, state) -> Iterator[tuple[str, float]]:
     step = int(jax.device_get(state.step))

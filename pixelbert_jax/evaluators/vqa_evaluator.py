@@ -89,11 +89,8 @@ class VqaEvaluator:
             for question_id in self.question_ids]
 
   def write(self, results: list[dict], step: int):
-    path = self.context.workdir / f"vqa_predictions_step{step}.json"
-    if jax.process_index() == 0:
-      self.context.workdir.mkdir(parents=True, exist_ok=True)
-      path.write_text(json.dumps(results))
-    return path
+    return self.context.write(f"vqa_predictions_step{step}.json",
+                              lambda path: path.write_text(json.dumps(results)))
 
   def run(self, state) -> Iterator[tuple[str, float]]:
     step = int(jax.device_get(state.step))

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from conftest import assert_same_batches
 from pixelbert_jax.data import pack
 from pixelbert_jax.data import pipeline
 from pixelbert_jax.data import records
 from pixelbert_jax.data import sources
 from pixelbert_jax.data import synthetic
-from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.data.readers import coco
 from pixelbert_jax.data.readers import nlvr2
 from pixelbert_jax.data.readers import vqa
@@ -25,11 +25,6 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(world):
-  return tokenizer_lib.WordPieceTokenizer.from_vocab_file(world["vocab"])
-
-
-@pytest.fixture(scope="module")
 def captions_with_bad_images(world, tmp_path_factory):
   captions = list(coco.read_karpathy(world["karpathy_coco"], world["coco_root"]))
   folder = tmp_path_factory.mktemp("bad")
@@ -37,14 +32,6 @@ def captions_with_bad_images(world, tmp_path_factory):
   bad = [records.ImageText("x", str(folder / name), "a blue square .", "test")
          for name in ("empty.jpg", "missing.jpg")]
   return captions[:30] + bad
-
-
-def assert_same_batches(expected, actual):
-  assert len(expected) == len(actual)
-  for want, got in zip(expected, actual):
-    assert want.keys() == got.keys()
-    for key in want:
-      np.testing.assert_array_equal(want[key], got[key], err_msg=key)
 
 
 def test_packed_source_answers_like_the_raw_source(captions_with_bad_images, tmp_path):

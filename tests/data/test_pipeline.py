@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import assert_same_batches
 from pixelbert_jax.data import answers as answers_lib
 from pixelbert_jax.data import batch_plan
 from pixelbert_jax.data import images as images_lib
@@ -13,7 +14,6 @@ from pixelbert_jax.data import records
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import sources
 from pixelbert_jax.data import synthetic
-from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.data.readers import coco
 from pixelbert_jax.data.readers import nlvr2
 from pixelbert_jax.data.readers import vqa
@@ -36,25 +36,12 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(world):
-  return tokenizer_lib.WordPieceTokenizer.from_vocab_file(world["vocab"])
-
-
-@pytest.fixture(scope="module")
 def captions(world):
   return list(coco.read_karpathy(world["karpathy_coco"], world["coco_root"]))
 
 
 def take(iterator, count):
   return [next(iterator) for _ in range(count)]
-
-
-def assert_same_batches(expected, actual):
-  assert len(expected) == len(actual)
-  for want, got in zip(expected, actual):
-    assert want.keys() == got.keys()
-    for key in want:
-      np.testing.assert_array_equal(want[key], got[key], err_msg=key)
 
 
 def pretrain(captions, tokenizer, seed=0, **overrides):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import load_json
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.data.readers import coco
@@ -20,11 +21,6 @@ def world(tmp_path_factory):
   return synthetic.generate(str(tmp_path_factory.mktemp("world")), seed=1, num_images=30)
 
 
-def _load(path):
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
 def _write_with_bad_bytes(path, data):
   """Writes JSON, then swaps the text BAD_TEXT for bytes that are not UTF-8."""
   raw = json.dumps(data).encode().replace(b"BAD_TEXT", BAD_UTF8)
@@ -36,7 +32,7 @@ def test_synthetic_world_round_trips_through_every_reader(world):
   skips = skips_lib.SkipCounter()
   captions = list(coco.read_coco_captions(
       world["coco_captions_train"], f"{world['coco_root']}/train2014", skips=skips))
-  assert len(captions) == len(_load(world["coco_captions_train"])["annotations"])
+  assert len(captions) == len(load_json(world["coco_captions_train"])["annotations"])
   karpathy = list(coco.read_karpathy(world["karpathy_coco"], world["coco_root"],
                                      ("train", "restval", "val", "test"), skips=skips))
   assert {c.text for c in captions} <= {k.text for k in karpathy}

@@ -9,17 +9,13 @@ from PIL import Image
 import pytest
 import tokenizers
 
+from conftest import load_json
 from pixelbert_jax.data import synthetic
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
   return synthetic.generate(str(tmp_path_factory.mktemp("world")), seed=3, num_images=40)
-
-
-def _load(path):
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
 
 
 def _all_files(root):
@@ -42,14 +38,14 @@ def test_same_seed_writes_identical_bytes_other_seed_differs(tmp_path):
 
 
 def test_coco_captions_and_karpathy_have_the_official_layout(world):
-  data = _load(world["coco_captions_train"])
+  data = load_json(world["coco_captions_train"])
   assert set(data) >= {"info", "images", "annotations", "licenses"}
   image = data["images"][0]
   assert image["file_name"] == f"COCO_train2014_{image['id']:012d}.jpg"
   assert os.path.exists(os.path.join(world["coco_root"], "train2014", image["file_name"]))
   per_image = collections.Counter(a["image_id"] for a in data["annotations"])
   assert set(per_image.values()) == {5}
-  karpathy = _load(world["karpathy_coco"])
+  karpathy = load_json(world["karpathy_coco"])
   assert karpathy["dataset"] == "coco"
   assert {i["split"] for i in karpathy["images"]} == {"train", "restval", "val", "test"}
   entry = karpathy["images"][0]
@@ -74,8 +70,8 @@ def test_images_vary_in_size_aspect_and_format(world):
 
 
 def test_vqa_has_ten_answers_with_real_disagreement(world):
-  annotations = _load(world["vqa_train2014_annotations"])["annotations"]
-  questions = _load(world["vqa_train2014_questions"])
+  annotations = load_json(world["vqa_train2014_annotations"])["annotations"]
+  questions = load_json(world["vqa_train2014_questions"])
   assert questions["task_type"] == "Open-Ended"
   assert len(questions["questions"]) == len(annotations)
   assert all([a["answer_id"] for a in q["answers"]] == list(range(1, 11))
@@ -87,8 +83,8 @@ def test_vqa_has_ten_answers_with_real_disagreement(world):
       "vqa_test-dev2015_questions"]
   assert "vqa_test-dev2015_annotations" not in world
   # As released: test-dev is a part of test-std, whose file holds every test question.
-  test_dev = {q["question_id"] for q in _load(world["vqa_test-dev2015_questions"])["questions"]}
-  test_std = {q["question_id"] for q in _load(world["vqa_test2015_questions"])["questions"]}
+  test_dev = {q["question_id"] for q in load_json(world["vqa_test-dev2015_questions"])["questions"]}
+  test_std = {q["question_id"] for q in load_json(world["vqa_test2015_questions"])["questions"]}
   assert test_dev and test_dev < test_std
   assert "vqa_test2015_annotations" not in world
 
@@ -120,9 +116,9 @@ def test_nlvr2_names_pairs_like_nlvr2_and_is_balanced(world):
 
 
 def _world_texts(world):
-  texts = [a["caption"] for a in _load(world["coco_captions_train"])["annotations"]]
-  texts += [q["question"] for q in _load(world["vqa_train2014_questions"])["questions"]]
-  texts += [a["answer"] for q in _load(world["vqa_train2014_annotations"])["annotations"]
+  texts = [a["caption"] for a in load_json(world["coco_captions_train"])["annotations"]]
+  texts += [q["question"] for q in load_json(world["vqa_train2014_questions"])["questions"]]
+  texts += [a["answer"] for q in load_json(world["vqa_train2014_annotations"])["annotations"]
             for a in q["answers"]]
   with open(world["nlvr2_train"], encoding="utf-8") as f:
     texts += [json.loads(line)["sentence"] for line in f]
