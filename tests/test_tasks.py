@@ -11,6 +11,7 @@ REAL_DATA_ERRORS = [
     ("vqa", "train_questions and train_images are required"),
     ("nlvr2", "train_file, eval_file and images are required"),
     ("retrieval", "karpathy_json and images are required"),
+    ("snli_ve", "train_file, eval_file and images are required"),
 ]
 
 

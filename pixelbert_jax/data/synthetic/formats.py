@@ -9,6 +9,7 @@ The same readers thus serve the synthetic world and the real data sets:
   vqa/v2_mscoco_{train,val}2014_annotations.json   VQA v2 annotations
   nlvr2/{train,dev,test1}.json, nlvr2/images/      NLVR2 JSONL + image pairs
   flickr30k/dataset_flickr30k.json, flickr30k-images/   retrieval split
+  snli_ve/snli_ve_{train,dev,test}.jsonl           SNLI-VE on the Flickr30K images
   vg/region_descriptions.json, vg/image_data.json, vg/VG_100K/
   vocab.txt                                        the world's WordPiece vocab
 """
@@ -23,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from pixelbert_jax.data.synthetic.language import (
-    annotator_answers, make_captions, make_questions, make_statement, vocabulary)
+    annotator_answers, make_captions, make_hypotheses, make_questions, make_statement,
+    vocabulary)
 from pixelbert_jax.data.synthetic.scenes import Scene, render_scene, sample_scene
 
 
@@ -54,7 +56,7 @@ def _info(description: str) -> dict:
 
 
 # Per-data-set stream keys, so adding one data set never changes another.
-_COCO, _FLICKR, _NLVR2, _VG = 1, 2, 3, 4
+_COCO, _FLICKR, _NLVR2, _VG, _SNLI_VE = 1, 2, 3, 4, 5
 _COCO_SUBSETS = {"train2014": 0, "val2014": 1, "test2015": 2}
 
 
@@ -219,6 +221,14 @@ def _write_nlvr2(out: str, seed: int, num_pairs: int) -> dict[str, str]:
   return paths
 
 
+def _flickr30k_file(index: int) -> str:
+  return f"{1_000_000_000 + 9973 * index}.jpg"
+
+
+def _flickr30k_split(index: int) -> str:
+  return "val" if index % 7 == 5 else "test" if index % 7 == 6 else "train"
+
+
 def _write_flickr30k(out: str, seed: int, count: int) -> dict[str, str]:
   root = os.path.join(out, "flickr30k")
   images = os.path.join(root, "flickr30k-images")
@@ -226,13 +236,43 @@ def _write_flickr30k(out: str, seed: int, count: int) -> dict[str, str]:
   for index in range(count):
     rng = _rng(seed, _FLICKR, index)
     scene = sample_scene(rng)
-    filename = f"{1_000_000_000 + 9973 * index}.jpg"
+    filename = _flickr30k_file(index)
     _save(render_scene(scene, rng), os.path.join(images, filename))
-    split = "val" if index % 7 == 5 else "test" if index % 7 == 6 else "train"
-    items.append(("", filename, split, make_captions(scene, rng), {}))
+    items.append(("", filename, _flickr30k_split(index), make_captions(scene, rng), {}))
   return {"flickr30k_root": root, "flickr30k_images": images,
           "karpathy_flickr30k": _write_json(os.path.join(root, "dataset_flickr30k.json"),
                                             _karpathy_json("flickr30k", items))}
+
+
+def _snli_ve_entry(filename: str, k: int, hypothesis: str, label: str,
+                   premise: str) -> dict:
+  """One line as the SNLI-VE generator writes it: SNLI's fields and `Flickr30K_ID`."""
+  return {"annotator_labels": [label], "captionID": f"{filename}#0",
+          "gold_label": label, "pairID": f"{filename}#0r{k}{label[0]}",
+          "sentence1": premise, "sentence2": hypothesis,
+          "Flickr30K_ID": filename.removesuffix(".jpg")}
+
+
+def _write_snli_ve(out: str, seed: int, count: int) -> dict[str, str]:
+  """SNLI-VE on the Flickr30K images (train / dev / test as Karpathy's train / val /
+  test), with hypotheses about each image's scene (`language.make_hypotheses`)."""
+  root, lines = os.path.join(out, "snli_ve"), {"train": [], "dev": [], "test": []}
+  for index in range(count):
+    scene = sample_scene(_rng(seed, _FLICKR, index))  # the image's own scene
+    rng = _rng(seed, _SNLI_VE, index)
+    filename = _flickr30k_file(index)
+    split = {"val": "dev", "test": "test"}.get(_flickr30k_split(index), "train")
+    premise = make_captions(scene, rng)[0]
+    for k, (hypothesis, label) in enumerate(make_hypotheses(scene, rng)):
+      lines[split].append(json.dumps(_snli_ve_entry(filename, k, hypothesis, label,
+                                                    premise)))
+  os.makedirs(root, exist_ok=True)
+  paths = {}
+  for split, split_lines in lines.items():
+    paths[f"snli_ve_{split}"] = os.path.join(root, f"snli_ve_{split}.jsonl")
+    with open(paths[f"snli_ve_{split}"], "w", encoding="utf-8") as f:
+      f.write("\n".join(split_lines) + "\n")
+  return paths
 
 
 def _vg_regions(image_id: int, scene: Scene, first_id: int) -> list[dict]:
@@ -294,6 +334,7 @@ def generate(out_dir: str, seed: int = 0, num_images: int = 1000) -> dict[str, s
   paths = {"root": out_dir, **_write_coco(out_dir, coco), **_write_vqa(out_dir, coco)}
   paths.update(_write_nlvr2(out_dir, seed, max(8, num_images // 4)))
   paths.update(_write_flickr30k(out_dir, seed, max(7, num_images // 4)))
+  paths.update(_write_snli_ve(out_dir, seed, max(7, num_images // 4)))
   paths.update(_write_visual_genome(out_dir, seed, max(4, num_images // 8)))
   paths["vocab"] = write_vocab(os.path.join(out_dir, "vocab.txt"))
   return paths

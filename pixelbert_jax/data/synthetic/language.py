@@ -273,3 +273,35 @@ def vocabulary() -> list[str]:
   words |= {s + "s" for s in SHAPES} | {w for r in RELATIONS for w in r.split()}
   words |= {str(d) for d in range(10)} | set(PUNCTUATION)
   return list(SPECIAL_TOKENS) + sorted(words)
+
+
+# ---------------------------------------------------------------- SNLI-VE ----
+
+
+def _absent_name(scene: Scene, rng) -> str:
+  """A "colour shape" no object of the scene has; half the time one of its colours
+  on another shape, so that colour alone does not decide."""
+  present = {o.name for o in scene.objects}
+  while True:
+    colour = (choice(rng, scene.objects).colour if rng.random() < 0.5
+              else choice(rng, tuple(COLOURS)))
+    name = f"{colour} {choice(rng, SHAPES)}"
+    if name not in present:
+      return name
+
+
+def make_hypotheses(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
+  """Four (hypothesis, label) pairs about one image premise, in random order.
+
+  "There is a <colour shape>" is entailed when the scene has one and contradicted when
+  it has none; "Both images contain a <colour shape>" is contradicted by a scene
+  without one and left open (neutral) by a scene with one: the other image is not
+  seen. Each template is true or false of half the scenes it is used on, so the text
+  alone tells at most which two labels are possible, and the image decides.
+  """
+  present = choice(rng, scene.objects).name
+  pairs = [(f"there is a {present}", "entailment"),
+           (f"there is a {_absent_name(scene, rng)}", "contradiction"),
+           (f"both images contain a {present}", "neutral"),
+           (f"both images contain a {_absent_name(scene, rng)}", "contradiction")]
+  return [(_sentence(pairs[i][0]), pairs[i][1]) for i in rng.permutation(len(pairs))]
