@@ -48,6 +48,8 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["pixelbert_jax", "pixelbert_jax.*"]),
+    # The demos' synthetic backbone (weights/synthetic_backbone.py), an orbax folder.
+    package_data={"pixelbert_jax.weights": ["shipped/**/*"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

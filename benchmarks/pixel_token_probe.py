@@ -18,7 +18,7 @@ from PIL import Image
 from pixelbert_jax.inference import known_scenes
 from pixelbert_jax.inference import Predictor
 from pixelbert_jax.models import pixel_encoder
-from pixelbert_jax.tools import synthetic_backbone
+from pixelbert_jax.weights import synthetic_backbone
 
 ATTRIBUTES = {"colour": synthetic_backbone.COLOUR_CLASSES,
               "shape": synthetic_backbone.SHAPE_CLASSES}

@@ -83,13 +83,21 @@ def peak_tflops(device_kind: str) -> float | None:
 # --------------------------------------------------------------------------- the job's set-up
 
 
-def make_config(setting: Setting, batch: int, variant: str):
-  """The task config with this row's batch and pixel-sampling switch."""
+def make_config(setting: Setting, batch: int, variant: str, cnn: str = "config"):
+  """The task config with this row's batch, pixel-sampling switch and CNN ("config":
+  as configured, frozen for the demo; "trained": the paper's SGD group)."""
   config = pretrain_config.get_config(setting.config_arg)
   config.global_batch_size = batch
   if variant == "all":
     config.num_sampled_pixels = None
+  if cnn == "trained":
+    config.optimizer.groups.frozen.pattern = "^$"  # matches no parameter
   return config
+
+
+def cnn_frozen(config) -> bool:
+  """Whether the config's `frozen` group holds the CNN (the demo's does)."""
+  return config.optimizer.groups.frozen.pattern != "^$"
 
 
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased
@@ -217,7 +225,7 @@ def make_loss(config, variant: str):
 def jax_job(job: dict) -> dict:
   """Builds and times one variant of the real step; returns the row's measurements."""
   setting = SETTINGS[job["setting"]]
-  config = make_config(setting, job["batch"], job["variant"])
+  config = make_config(setting, job["batch"], job["variant"], job["cnn"])
   vocab = vocab_size(config)
   start = time.perf_counter()
   state, step_fn, batch_sharding = build_jax_step(config, make_loss(config, job["variant"]),
@@ -305,15 +313,19 @@ def torch_loss(twin, batch: dict, model_config, num_samples):
 
 
 def torch_optimizers(twin, config):
-  """The paper's pair, from the config's groups: SGD for the CNN, AdamW for the rest."""
+  """The paper's pair, from the config's groups: SGD for the CNN, AdamW for the rest; a
+  frozen CNN takes no gradient and no optimiser (`requires_grad` off)."""
   import torch  # pylint: disable=g-import-not-at-top
 
   cnn, rest = config.optimizer.groups.cnn, config.optimizer.groups.transformer
   others = [p for name, p in twin.named_parameters() if not name.startswith("cnn.")]
+  adamw = torch.optim.AdamW(others, lr=rest.lr, betas=(rest.b1, rest.b2), eps=rest.eps,
+                            weight_decay=rest.weight_decay)
+  if cnn_frozen(config):
+    twin["cnn"].requires_grad_(False)
+    return (adamw,)
   return (torch.optim.SGD(twin["cnn"].parameters(), lr=cnn.lr, momentum=cnn.momentum,
-                          weight_decay=cnn.weight_decay),
-          torch.optim.AdamW(others, lr=rest.lr, betas=(rest.b1, rest.b2), eps=rest.eps,
-                            weight_decay=rest.weight_decay))
+                          weight_decay=cnn.weight_decay), adamw)
 
 
 def torch_batch(batch: dict, model_config) -> dict:
@@ -342,7 +354,8 @@ def torch_step_fn(twin, optimizers, batch: dict, model_config, config):
         optimizer.zero_grad(set_to_none=True)
       loss = torch_loss(twin, batch, model_config, config.num_sampled_pixels)
       loss.backward()
-      torch.nn.utils.clip_grad_norm_(twin.parameters(), config.optimizer.clip_grad_norm)
+      torch.nn.utils.clip_grad_norm_([p for p in twin.parameters() if p.requires_grad],
+                                     config.optimizer.clip_grad_norm)
       for optimizer in optimizers:
         optimizer.step()
     holder["loss"] = float(loss.detach())
@@ -356,7 +369,7 @@ def torch_job(job: dict) -> dict:
 
   torch.set_num_threads(os.cpu_count())
   setting = SETTINGS[job["setting"]]
-  config = make_config(setting, job["batch"], job["variant"])
+  config = make_config(setting, job["batch"], job["variant"], job["cnn"])
   vocab = vocab_size(config)
   model_config = tasks.get(config).model_config(vocab)
   pixels = num_pixel_tokens(config, model_config, setting)
@@ -414,25 +427,27 @@ def plan(args, accelerator: bool) -> tuple[list[tuple[dict, bool]], list[str]]:
       continue
     batch = setting.batch if setting.on_cpu else (args.paper_batch or
                                                   (setting.batch if accelerator else 1))
-    for variant in args.variants.split(","):
-      jobs.append((dict(common, framework="jax", setting=name, variant=variant,
-                        batch=batch), setting.on_cpu))
-    if setting.on_cpu or not accelerator:  # PyTorch runs side by side on the CPU only
-      jobs.append((dict(common, framework="torch", setting=name, variant="sampled",
-                        batch=batch), True))
+    for cnn in args.cnn.split(","):
+      # The pixel-sampling variants with the configured CNN; one row for the other.
+      for variant in args.variants.split(",") if cnn == "config" else ["sampled"]:
+        jobs.append((dict(common, framework="jax", setting=name, variant=variant,
+                          batch=batch, cnn=cnn), setting.on_cpu))
+      if setting.on_cpu or not accelerator:  # PyTorch runs side by side on the CPU only
+        jobs.append((dict(common, framework="torch", setting=name, variant="sampled",
+                          batch=batch, cnn=cnn), True))
   return jobs, notes
 
 
 def _fmt_row(r: dict, jax_ms: dict) -> str:
-  lead = (f"| {r['setting']} | {r['framework']} | {r['variant']} | {r['batch']} | "
-          f"{'x'.join(map(str, SETTINGS[r['setting']].bucket))} |")
+  lead = (f"| {r['setting']} | {r['framework']} | {r['variant']} | {r['cnn']} | "
+          f"{r['batch']} | {'x'.join(map(str, SETTINGS[r['setting']].bucket))} |")
   if "error" in r:
     return lead + f" failed: {r['error']} |" + " |" * 8
   ms = 1000 * r["step_s"]
   tflops = r["flops"] / r["step_s"] / 1e12
   peak = peak_tflops(r["device_kind"]) if r["framework"] == "jax" else None
   mfu = f"{100 * tflops / peak:.1f} %" if peak else ""
-  base = jax_ms.get((r["setting"], "sampled"))
+  base = jax_ms.get((r["setting"], "sampled", r["cnn"]))
   ratio = f"{ms / base:.2f}x" if base and r["framework"] == "torch" else "-"
   return (lead + f" {r['pixels']} | {ms:.1f} (±{50 * r['spread']:.0f} %) | "
           f"{r['batch'] / r['step_s']:.1f} | {tflops:.3g} | "
@@ -441,12 +456,12 @@ def _fmt_row(r: dict, jax_ms: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-  jax_ms = {(r["setting"], r["variant"]): 1000 * r["step_s"] for r in rows
+  jax_ms = {(r["setting"], r["variant"], r["cnn"]): 1000 * r["step_s"] for r in rows
             if r["framework"] == "jax" and "error" not in r}
-  lines = ["| setting | framework | variant | batch | bucket | pixel tokens | "
+  lines = ["| setting | framework | variant | CNN | batch | bucket | pixel tokens | "
            "step ms (median, ±half-range) | examples/s | TFLOP/s | peak TFLOP/s | MFU | "
            "peak memory | first step s (+ set-up s) | JAX speed-up |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   lines += [_fmt_row(r, jax_ms) for r in rows]
   return "\n".join(lines)
 
@@ -455,8 +470,8 @@ def sampling_notes(rows: list[dict]) -> list[str]:
   """The sampling op's cost (sampled vs first-k) and what sampling saves (vs all)."""
   notes = []
   for name in SETTINGS:
-    ms = {r["variant"]: r["step_s"] for r in rows
-          if r["setting"] == name and r["framework"] == "jax" and "error" not in r}
+    ms = {r["variant"]: r["step_s"] for r in rows if r["setting"] == name
+          and r["framework"] == "jax" and r["cnn"] == "config" and "error" not in r}
     if "sampled" not in ms:
       continue
     parts = []
@@ -467,7 +482,8 @@ def sampling_notes(rows: list[dict]) -> list[str]:
     if "all" in ms:
       parts.append(f"the step with every pixel takes {ms['all'] / ms['sampled']:.2f}x "
                    "the sampled step (more tokens in both Transformer passes)")
-    notes.append(f"{name}: " + "; ".join(parts) + ".")
+    if parts:
+      notes.append(f"{name}: " + "; ".join(parts) + ".")
   return notes
 
 
@@ -485,6 +501,9 @@ def parse_args():
   parser.add_argument("--settings", default="tiny,paper")
   parser.add_argument("--variants", default=",".join(VARIANTS),
                       help="JAX step variants to time: " + ", ".join(VARIANTS))
+  parser.add_argument("--cnn", default="config,trained",
+                      help="config: the CNN as configured (frozen in the demo); "
+                      "trained: the CNN in the SGD group")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
   parser.add_argument("--paper_batch", type=int, default=0,
@@ -507,10 +526,13 @@ def main():
   jobs, notes = plan(args, probe.get("platform", "cpu") != "cpu")
   rows = []
   for job, on_cpu in jobs:
-    print(f"running {job['setting']} {job['framework']} {job['variant']} ...", flush=True)
+    print(f"running {job['setting']} {job['framework']} {job['variant']} "
+          f"CNN {job['cnn']} ...", flush=True)
     rows.append(spawn(job, on_cpu))
   notes = sampling_notes(rows) + notes + [
-      "JAX speed-up: the PyTorch step's time / the JAX sampled step's (> 1: JAX faster).",
+      "JAX speed-up: the PyTorch step's time / the JAX sampled step's with the same CNN "
+      "(> 1: JAX faster). CNN 'config' is the config's own (frozen in the demo: no "
+      "gradient on either side); 'trained' puts it in the SGD group.",
       "Peak memory: the device's peak_bytes_in_use on an accelerator; on the CPU the "
       "worker's peak RSS, which includes the libraries and, for JAX, the compiler."]
   text = "\n\n".join([header(probe), table(rows),

@@ -71,6 +71,7 @@ def base(task: str) -> ConfigDict:
   config.eval_batches = 50
   config.eval_batch_size = 0  # 0: the training batch size
   config.profile_steps = 0
+  config.device_prefetch = 2  # batches read and put on the devices ahead of the step
   config.max_consecutive_nonfinite = 10
   config.mode = "train"  # or "eval"
   config.debug_batch_digests = False  # write a digest of every batch (resume tests)

@@ -29,7 +29,7 @@ from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.inference import loading
 from pixelbert_jax.tasks import base as tasks
 from pixelbert_jax.tasks import common
-from pixelbert_jax.weights import from_run
+from pixelbert_jax.weights import from_run, init_checkpoint
 
 DTYPES = ("float32", "bfloat16")
 
@@ -71,7 +71,7 @@ def export(run: str | epath.PathLike, out: str | epath.PathLike, *,
   """
   if dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-  run, out = epath.Path(run), from_run.absolute(out)
+  run, out = epath.Path(run), init_checkpoint.absolute(out)
   if out.exists():
     raise FileExistsError(f"{out} exists; the export writes a new folder")
   workdir = loading.find_workdir(run)

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pixelbert_jax import distributed, train  # noqa: E402
+from pixelbert_jax import console, distributed, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with :variant.",
@@ -26,7 +26,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   distributed.initialize()
   distributed.hide_accelerators_from_tensorflow()
-  logging.info("Config:\n%s", FLAGS.config)
+  log_file = console.set_up(FLAGS.workdir)
+  logging.info("Config:\n%s", FLAGS.config, extra=console.FILE_ONLY)
+  logging.info("Task %s, model %s; the full log: %s", FLAGS.config.task,
+               FLAGS.config.model.preset, log_file)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -10,7 +10,8 @@ the recipe's epochs-based decay points where the paper put them.
 Gradients are clipped by their global norm before the groups' optimisers. A group with
 `clip_separately` is left out of that norm and clipped by its own: an auxiliary part
 trained beside the recipe (retrieval's first stage) then cannot shrink the recipe's
-updates.
+updates. A frozen group's parameters are not differentiated at all (`frozen_mask`, read
+by the train step): their gradients are zeros, so they count in no norm.
 """
 
 import re
@@ -66,6 +67,13 @@ def param_labels(params, groups: Mapping[str, Mapping]) -> object:
     raise ValueError("Parameters match several optimizer groups; make their patterns "
                      f"disjoint: {ambiguous[:10]}")
   return labels
+
+
+def frozen_mask(config, params) -> object:
+  """True for each parameter of a `frozen` group (a tree shaped like `params`)."""
+  groups = {name: dict(spec) for name, spec in config.optimizer.groups.items()}
+  labels = param_labels(params, groups)
+  return jax.tree.map(lambda label: groups[label]["optimizer"] == "frozen", labels)
 
 
 def make_schedule(lr: float, total_steps: int, warmup_steps: int, kind: str,

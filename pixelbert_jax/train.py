@@ -20,7 +20,8 @@ from clu import parameter_overview
 from etils import epath
 from flax import nnx
 
-from pixelbert_jax import checkpointing, optim, sharding, train_state, train_step
+from pixelbert_jax import checkpointing, optim, prefetch, sharding, train_state, train_step
+from pixelbert_jax import progress as progress_lib
 from pixelbert_jax.evaluators import context as context_lib
 from pixelbert_jax.tasks import base as tasks
 from pixelbert_jax.weights import from_run, init_checkpoint, init_sources
@@ -113,7 +114,8 @@ def build_step(config, task: tasks.Task, meta: dict, vocab_size: int, steps: int
   state_sharding = train_state.shardings_of(state)
   step_fn = jax.jit(
       train_step.make_train_step(graphdef, other, objective.loss_fn, objective.counts_fn,
-                                 objective.weights, tx, schedules, config.micro_batches),
+                                 objective.weights, tx, schedules, config.micro_batches,
+                                 frozen_mask=optim.frozen_mask(config, params)),
       in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
       donate_argnums=0)
   return Step(mesh, rules, graphdef, other, state, step_fn)
@@ -131,26 +133,31 @@ class Run:
   checkpointer: checkpointing.Checkpointer
   to_global: Any
   evaluators: dict
+  # (host batch, global batch) pairs read ahead of the step (`prefetch`); None in eval.
+  train_batches: prefetch.Prefetcher | None
 
 
 def build(config, workdir: str) -> Run:
   """Data, model, state (restored or initialised), step, checkpointer and evaluators."""
   workdir = epath.Path(workdir)
   task = tasks.get(config)
-  data = task.make_data(str(workdir))
-  steps = total_steps(config, data.batches_per_epoch)
-  step = build_step(config, task, data.meta, data.tokenizer.vocab_size, steps)
   checkpointer = checkpointing.Checkpointer(
       workdir / "checkpoints", every_steps=config.checkpoint_every_steps,
       keep=config.keep_checkpoints, async_save=config.async_checkpoints)
+  if config.init_from and checkpointer.latest_step() is None:
+    from_run.state_dir(config.init_from)  # a wrong path fails now, not after the data
+  data = task.make_data(str(workdir))
+  steps = total_steps(config, data.batches_per_epoch)
+  step = build_step(config, task, data.meta, data.tokenizer.vocab_size, steps)
+  to_global = make_global(step.mesh, step.rules)
   # Evaluation reads no training data, so it restores no iterator (whose saved state
   # would tie it to the process count that wrote the checkpoint).
-  iterator = None if config.mode == "eval" else data.train_iterator
-  step.state = restore_or_initialize(config, workdir, checkpointer, step, iterator, task)
-  to_global = make_global(step.mesh, step.rules)
+  batches = (None if config.mode == "eval" else
+             prefetch.Prefetcher(data.train_iterator, to_global, config.device_prefetch))
+  step.state = restore_or_initialize(config, workdir, checkpointer, step, batches, task)
   context = context_lib.EvalContext(step.as_model, to_global, workdir)
   return Run(config, workdir, task, data, step, steps, checkpointer, to_global,
-             task.make_evaluators(data, context))
+             task.make_evaluators(data, context), batches)
 
 
 def restore_or_initialize(config, workdir, checkpointer, step: Step, data_iterator,
@@ -180,7 +187,11 @@ def _initialise_weights(config, workdir, step: Step, task: tasks.Task):
   stat_shardings = train_state.shardings_of(state.batch_stats)
   model = train_state.merge_model(step.graphdef, state.params, state.batch_stats,
                                   step.other)
-  if config.init:
+  if config.init and config.init_from:
+    # Another run's body holds everything an init checkpoint would fill (the CNN, the
+    # text side): no need to read, or for the synthetic backbone train, one.
+    logging.info("config.init=%s is not loaded: init_from supplies the body", config.init)
+  elif config.init:
     path = init_sources.resolve(config, workdir)
     components, info = init_checkpoint.load(path)
     loaded = init_checkpoint.apply(components, task.init_modules(model))
@@ -234,46 +245,89 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if config.mode == "eval":
       return _evaluate(run.evaluators, run.step.state, writer,
                        int(jax.device_get(run.step.state.step)))
-    parameter_overview.log_parameter_overview(nnx.to_pure_dict(run.step.state.params),
-                                             include_stats=False)
+    _write_parameter_table(run)
     return _loop(run, writer)
   finally:
+    if run.train_batches is not None:
+      run.train_batches.close()
     run.checkpointer.close()
+
+
+def _write_parameter_table(run: Run) -> None:
+  """The parameter table goes to parameters.txt (hundreds of lines); the console gets
+  the totals."""
+  params = nnx.to_pure_dict(run.step.state.params)
+  frozen = optim.frozen_mask(run.config, run.step.state.params)
+  total = parameter_overview.count_parameters(params)
+  trained = sum(x.size for x, m in zip(jax.tree.leaves(run.step.state.params),
+                                        jax.tree.leaves(frozen)) if not m)
+  if jax.process_index() == 0:
+    (run.workdir / "parameters.txt").write_text(
+        parameter_overview.get_parameter_overview(params, include_stats=False))
+  logging.info("%s parameters, %s trained (table: %s)", f"{total:,}", f"{trained:,}",
+               run.workdir / "parameters.txt")
 
 
 def _loop(run: Run, writer) -> dict:
   """Runs the steps from the state's step to `run.steps`; saves, logs and evaluates."""
-  from clu import periodic_actions  # pylint: disable=g-import-not-at-top (see above)
   config, workdir, steps, checkpointer = run.config, run.workdir, run.steps, run.checkpointer
-  state, train_iter = run.step.state, run.data.train_iterator
+  state, batches = run.step.state, run.train_batches
   first = int(jax.device_get(state.step))
   preemption = _Preemption(enabled=jax.process_count() == 1)
-  hooks = [periodic_actions.ReportProgress(num_train_steps=steps, writer=writer)]
-  if jax.process_index() == 0 and config.profile_steps:
-    hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
-                                          logdir=str(workdir)))
+  progress = progress_lib.Progress(first, steps, writer)
+  profile = _profiler(config, workdir)
   with preemption:
     results = {}
     for step in range(first + 1, steps + 1):
-      batch = next(train_iter)
+      batch, global_batch = next(batches)
       if config.debug_batch_digests:
         _record_batch(workdir, step, batch)
-      with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, measurements = run.step.step_fn(state, run.to_global(batch))
-      for hook in hooks:
-        hook(step)
+      state, measurements = _run_step(run.step.step_fn, state, batch, global_batch, step,
+                                      progress)
+      profile(step)
+      progress.step(step, measurements)
       if step % config.log_every_steps == 0 or step == steps:
         writer.write_scalars(step, jax.device_get(measurements))
         _check_nonfinite(state, config.max_consecutive_nonfinite)
       stop = (preemption.requested if preemption.enabled
               else checkpointer.reached_preemption(step))
-      checkpointer.save(step, state, train_iter, force=stop or step == steps)
+      with progress.paused():
+        checkpointer.save(step, state, batches, force=stop or step == steps)
       if stop:
         break
       if step % config.eval_every_steps == 0 or step == steps:
-        results = _evaluate(run.evaluators, state, writer, step)
+        with progress.paused(f"Evaluation at step {step}"):
+          results = _evaluate(run.evaluators, state, writer, step)
   checkpointer.wait()
   writer.flush()
-  if jax.process_index() == 0 and results:
-    (epath.Path(workdir) / "final_eval.json").write_text(json.dumps(results, indent=2))
+  _write_results(workdir, results)
   return results
+
+
+def _run_step(step_fn, state, batch, global_batch, step: int, progress):
+  """One step; the first of each image shape (a compile) is timed and logged."""
+  with jax.profiler.StepTraceAnnotation("train", step_num=step):
+    if not progress.new_shape(batch):
+      return step_fn(state, global_batch)
+    with progress.paused("Compiling and running the first step"):
+      return jax.block_until_ready(step_fn(state, global_batch))
+
+
+def _profiler(config, workdir):
+  """A hook tracing `config.profile_steps` steps (after the first compile) with
+  jax.profiler into the workdir, for TensorBoard's profile plugin."""
+  if jax.process_index() > 0 or not config.profile_steps:
+    return lambda step: None
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top (imports TF)
+  return periodic_actions.Profile(num_profile_steps=config.profile_steps,
+                                  logdir=str(workdir))
+
+
+def _write_results(workdir: epath.Path, results: dict) -> None:
+  """final_eval.json, and a last console line saying where the results are."""
+  if jax.process_index() > 0:
+    return
+  if results:
+    (workdir / "final_eval.json").write_text(json.dumps(results, indent=2))
+  logging.info("Done. Results: %s; curves: tensorboard --logdir %s",
+               workdir / "final_eval.json" if results else "(no evaluation)", workdir)

@@ -6,6 +6,12 @@ objective is the weighted sum of the named loss terms. Counts are taken from the
 batch before it is split into micro-batches, so accumulating k micro-batches gives the
 gradient of the k-times batch. A step whose loss or gradients are not finite is not
 applied; it is counted in the state.
+
+Parameters of a frozen optimiser group (`frozen_mask`) are split from the trainable
+ones before `value_and_grad` and enter the model through `stop_gradient`: XLA computes
+no gradient for them (for a frozen CNN, no convolution backward pass), and their
+gradients are zeros, so they change no other parameter's update through the global
+norm that clipping divides by.
 """
 
 from collections.abc import Callable, Mapping
@@ -62,16 +68,35 @@ def eval_model(graphdef, other, state: TrainState) -> nnx.Module:
   return model
 
 
+def split_frozen(tree, frozen):
+  """(trainable, frozen) parts of `tree` by the mask `frozen`; each part holds None
+  where the other holds the leaf."""
+  trainable_part = jax.tree.map(lambda x, m: None if m else x, tree, frozen)
+  frozen_part = jax.tree.map(lambda x, m: x if m else None, tree, frozen)
+  return trainable_part, frozen_part
+
+
+def join_frozen(trainable, frozen):
+  """The inverse of `split_frozen`."""
+  return jax.tree.map(lambda t, f: f if t is None else t, trainable, frozen,
+                      is_leaf=lambda x: x is None)
+
+
 def _select(ok, new, old):
   return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 def make_train_step(graphdef, other, loss_fn: LossFn, counts_fn: CountsFn,
                     weights: Mapping[str, float], tx: optax.GradientTransformation,
-                    schedules: Mapping, micro_batches: int = 1):
-  """Returns `train_step(state, batch) -> (state, measurements)`, not yet jitted."""
+                    schedules: Mapping, micro_batches: int = 1, frozen_mask=None):
+  """Returns `train_step(state, batch) -> (state, measurements)`, not yet jitted.
 
-  def micro_objective(params, batch_stats, micro, key, dropout_key, counts):
+  `frozen_mask` (`optim.frozen_mask`; None: nothing frozen) marks the parameters that
+  are not differentiated.
+  """
+
+  def micro_objective(trainable, frozen, batch_stats, micro, key, dropout_key, counts):
+    params = join_frozen(trainable, jax.lax.stop_gradient(frozen))
     # Fresh Variable objects, created in this trace, so that dropout and batch norm may
     # update them (NNX refuses to mutate variables from an outer trace).
     model = merge_model(graphdef, params, _fresh(batch_stats), _fresh(other))
@@ -84,15 +109,21 @@ def make_train_step(graphdef, other, loss_fn: LossFn, counts_fn: CountsFn,
   grad_fn = jax.value_and_grad(micro_objective, has_aux=True)
 
   def gradients(state: TrainState, batch: dict, key: jax.Array, counts):
+    """(objective, sums, batch stats, gradients); a frozen parameter's are zeros."""
+    mask = (jax.tree.map(lambda _: False, state.params) if frozen_mask is None
+            else frozen_mask)
+    trainable, frozen = split_frozen(state.params, mask)
     if micro_batches == 1:
       (objective, (sums, stats)), grads = grad_fn(
-          state.params, state.batch_stats, batch, key, jax.random.fold_in(key, 1), counts)
-      return objective, sums, stats, grads
+          trainable, frozen, state.batch_stats, batch, key, jax.random.fold_in(key, 1),
+          counts)
+      return objective, sums, stats, join_frozen(grads, jax.tree.map(jnp.zeros_like,
+                                                                      frozen))
 
     def accumulate(carry, xs):
       objective, sums, stats, grads = carry
       micro, index = xs
-      (o, (s, stats)), g = grad_fn(state.params, stats, micro, key,
+      (o, (s, stats)), g = grad_fn(trainable, frozen, stats, micro, key,
                                    jax.random.fold_in(key, index + 1), counts)
       add = lambda a, b: jax.tree.map(jnp.add, a, b)
       return (objective + o, add(sums, s), stats, add(grads, g)), None
@@ -100,12 +131,12 @@ def make_train_step(graphdef, other, loss_fn: LossFn, counts_fn: CountsFn,
     micro = _split_micro(batch, micro_batches)
     first = jax.tree.map(lambda x: x[0], micro)
     zero_sums = jax.eval_shape(lambda: micro_objective(
-        state.params, state.batch_stats, first, key, key, counts)[1][0])
+        trainable, frozen, state.batch_stats, first, key, key, counts)[1][0])
     init = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, zero_sums),
-            state.batch_stats, jax.tree.map(jnp.zeros_like, state.params))
+            state.batch_stats, jax.tree.map(jnp.zeros_like, trainable))
     (objective, sums, stats, grads), _ = jax.lax.scan(
         accumulate, init, (micro, jnp.arange(micro_batches)))
-    return objective, sums, stats, grads
+    return objective, sums, stats, join_frozen(grads, jax.tree.map(jnp.zeros_like, frozen))
 
   def train_step(state: TrainState, batch: dict):
     batch = with_batch_positions(batch)

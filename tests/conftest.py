@@ -1,12 +1,17 @@
-"""Test-wide set-up: 8 fake CPU devices, and one small synthetic world for trainer tests."""
+"""Test-wide set-up: 8 fake CPU devices, a private world cache, and one small synthetic
+world for trainer tests."""
 
 import importlib
 import os
 import sys
+import tempfile
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Worlds without a data root go to a cache folder (`data/synthetic/cache.py`): the
+# tests' own, never the user's.
+os.environ.setdefault("PIXELBERT_CACHE", tempfile.mkdtemp(prefix="pixelbert_cache_"))
 
 try:
   # PyTorch's triton (pulled in by transformers) crashes when its library loads after

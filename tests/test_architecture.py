@@ -15,10 +15,12 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pixelbert_jax"
 # docs/ARCHITECTURE.md, "Layers": the first matching prefix gives a module's layer.
 LAYERS = (
     (0, ("metrics", "models", "sharding", "flops", "distributed")),
-    (1, ("data", "weights", "optim", "train_state", "train_step", "checkpointing")),
+    (1, ("data", "weights", "optim", "train_state", "train_step", "checkpointing",
+         "prefetch", "progress")),
     (2, ("evaluators",)),
     (3, ("tasks",)),
-    (4, ("train", "inference", "export", "predict", "attention_maps", "main", "tools")),
+    (4, ("train", "inference", "export", "predict", "attention_maps", "main", "tools",
+         "console")),
 )
 
 

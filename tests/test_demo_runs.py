@@ -94,3 +94,24 @@ def test_colour_words_attend_to_their_colour(pretrain, scenes):
   assert summary["hit_rate"] > 0.55, summary
   assert summary["hit_rate"] > summary["uniform_hit_rate"] + 0.25, summary
   assert summary["mass_same"] > 2 * summary["mass_other"], summary
+
+
+def _readme_predict_lines() -> list[str]:
+  """The README's `predict` commands on the shipped runs and example images."""
+  text = (epath.Path(REPO) / "README.md").read_text()
+  return [line for line in text.splitlines()
+          if line.startswith("python -m pixelbert_jax.predict --workdir=$D/")]
+
+
+def test_the_readme_predict_commands_work_as_written(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  lines = _readme_predict_lines()
+  assert len(lines) >= 4
+  script = "\n".join(["set -e", "E=tests/assets/examples D=tests/assets/demo_runs"]
+                     + [line.replace("/tmp/maps", str(tmp_path / "maps")) for line in lines])
+  done = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  answer = json.loads(done.stdout[:done.stdout.index("}\n{") + 1])["answers"][0]
+  assert answer["answer"] == "star"  # the README's example answer
+  assert (tmp_path / "maps" / "grid.png").exists()

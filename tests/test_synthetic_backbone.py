@@ -65,3 +65,29 @@ def test_init_synthetic_trains_once_and_loads_into_the_run(small_world, tmp_path
   # The demo freezes the backbone, so after one step it still holds the stored weights.
   stem = state["params"]["pixelbert"]["pixel_encoder"]["backbone"]["stem_conv"]["kernel"]["value"]
   np.testing.assert_array_equal(jax.device_get(stem), stored["backbone"]["stem_conv.kernel"])
+
+
+def test_the_demo_uses_the_shipped_backbone_without_training(tmp_path):
+  config = pretrain_config.get_config("demo")
+  shipped = synthetic_backbone.shipped(config)
+  assert shipped is not None
+  assert init_sources.resolve(config, str(tmp_path)) == str(shipped)
+  info = json.loads((shipped / init_checkpoint.INFO_FILE).read_text())
+  assert info["final"]["colour_accuracy"] > 0.8 and info["final"]["shape_accuracy"] > 0.8
+  another = pretrain_config.get_config("demo")
+  another.synthetic_backbone.learning_rate = 1e-3  # another recipe: trained on first use
+  assert synthetic_backbone.shipped(another) is None
+
+
+def test_the_recipe_replays_the_shipped_trail():
+  """The recipe's first steps give the parameter norms recorded when the shipped
+  weights were trained (relative tolerance 1e-4; a full retrain's difference from the
+  shipped weights is in benchmarks/RESULTS.md)."""
+  config = pretrain_config.get_config("demo")
+  info = json.loads((synthetic_backbone.shipped(config) / init_checkpoint.INFO_FILE)
+                    .read_text())
+  model, _ = synthetic_backbone.train_recipe(config, stop_after=info["trail"]["steps"])
+  norms = synthetic_backbone.parameter_norms(model)
+  assert norms.keys() == info["trail"]["norms"].keys()
+  for name, want in info["trail"]["norms"].items():
+    assert norms[name] == pytest.approx(want, rel=1e-4), name

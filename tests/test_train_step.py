@@ -1,8 +1,11 @@
 """The jitted train step: sharded = single device, accumulation = big batch, NaN guard."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from configs import common
 from pixelbert_jax import optim, sharding, train, train_state, train_step
@@ -24,11 +27,13 @@ def _batch(batch_size=8, seed=0):
       valid=np.array([True] * (b - 1) + [False]))
 
 
-def _setup(mesh, micro_batches=1, use_itm=True, dropout=0.0, transformer_optimizer="adamw"):
-  config = common.base("pretrain")
-  config.optimizer = common.optimizer(cnn_lr=0.1, transformer_lr=1e-3)
-  config.optimizer.warmup_steps = 0
-  config.optimizer.groups.transformer.optimizer = transformer_optimizer
+def _setup(mesh, micro_batches=1, use_itm=True, dropout=0.0, transformer_optimizer="adamw",
+           config=None):
+  if config is None:
+    config = common.base("pretrain")
+    config.optimizer = common.optimizer(cnn_lr=0.1, transformer_lr=1e-3)
+    config.optimizer.warmup_steps = 0
+    config.optimizer.groups.transformer.optimizer = transformer_optimizer
   model_config = variants.model_config("tiny", dropout=dropout, transformer_vocab_size=97)
   graphdef, params, stats, other = train_state.init_model(
       lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs), 0, mesh,
@@ -37,7 +42,8 @@ def _setup(mesh, micro_batches=1, use_itm=True, dropout=0.0, transformer_optimiz
   state = train_state.create_train_state(params, stats, tx, 0, mesh)
   step = train_step.make_train_step(
       graphdef, other, pretrain.make_loss_fn(12, True, use_itm), pretrain.counts_fn,
-      pretrain.loss_weights(True, use_itm), tx, schedules, micro_batches)
+      pretrain.loss_weights(True, use_itm), tx, schedules, micro_batches,
+      frozen_mask=optim.frozen_mask(config, params))
   shardings = train_state.shardings_of(state)
   step = jax.jit(step, in_shardings=(shardings, None), out_shardings=(shardings, None))
   to_global = train.make_global(mesh, sharding.DEFAULT_RULES)
@@ -135,3 +141,95 @@ def test_a_group_clipped_separately_leaves_the_global_norm_alone():
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["body"], [-0.6, -0.8], rtol=1e-6)  # norm 5 -> 1
   np.testing.assert_allclose(updates["aux"], [0.0, -2.0], rtol=1e-6)  # its own norm 30 -> 2
+
+
+def _frozen_cnn_config(clip: float):
+  """SGD at rate 1 without momentum or decay (an update is minus the clipped gradient),
+  the CNN frozen."""
+  config = common.base("pretrain")
+  config.optimizer = common.optimizer()
+  config.optimizer.update(warmup_steps=0, schedule="constant", clip_grad_norm=clip)
+  config.optimizer.groups.frozen.pattern = common.BACKBONE
+  config.optimizer.groups.transformer.update(optimizer="sgd", lr=1.0, momentum=0.0,
+                                             weight_decay=0.0)
+  return config
+
+
+def _count(hlo: str, op: str) -> int:
+  return hlo.count(f" {op}(")
+
+
+def test_a_frozen_cnn_costs_no_convolution_gradient():
+  mesh = sharding.make_mesh([1, 1, 1], devices=jax.devices()[:1])
+  batch = _batch()
+  counts = {}
+  for name, config in (("frozen", _frozen_cnn_config(1.0)), ("trained", None)):
+    state, step, to_global = _setup(mesh, config=config)
+    hlo = step.lower(state, to_global(batch)).compile().as_text()
+    counts[name] = _count(hlo, "convolution")
+  forward = _forward_convolutions(mesh)
+  assert counts["frozen"] == forward  # the forward pass only
+  assert counts["trained"] > 2 * forward  # plus the kernels' and the inputs' gradients
+
+
+def _forward_convolutions(mesh) -> int:
+  """Convolutions in one forward pass of the tiny CNN on the test batch's images."""
+  model_config = variants.model_config("tiny", transformer_vocab_size=97)
+  graphdef, params, stats, other = train_state.init_model(
+      lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs), 0, mesh,
+      sharding.DEFAULT_RULES)
+  batch = _batch()
+
+  def encode(params, stats, other):
+    model = train_state.merge_model(graphdef, params, stats, other)
+    model.eval()
+    return model.pixelbert.encode_pixels(batch["images"], batch["image_sizes"])
+
+  hlo = jax.jit(encode).lower(params, stats, other).compile().as_text()
+  return _count(hlo, "convolution")
+
+
+def test_frozen_parameters_change_no_update_through_the_clip():
+  """The update equals minus the trainable gradients clipped by their own norm, the
+  reference computed by hand; the frozen CNN's gradients would have enlarged it."""
+  mesh = sharding.make_mesh([1, 1, 1], devices=jax.devices()[:1])
+  config = _frozen_cnn_config(clip=0.05)  # binding: every update is clipped
+  state, step, to_global = _setup(mesh, use_itm=False, config=config)
+  batch = to_global(_batch())
+  grads = _reference_gradients(state, batch)
+  frozen = optim.frozen_mask(config, state.params)
+  trainable, cnn = train_step.split_frozen(grads, frozen)
+  norm = optax.tree.norm(trainable)
+  assert optax.tree.norm(cnn) > 0.1 * norm  # the old global norm would have differed
+  before = jax.device_get(state.params)
+  after, measurements = step(jax.tree.map(jnp.copy, state), batch)
+  np.testing.assert_allclose(measurements["l2_grads"], norm, rtol=1e-4)
+  scale = min(1.0, 0.05 / float(norm))
+  expected = jax.tree.map(lambda p, g, m: p if m else p - scale * g, before,
+                          jax.device_get(grads), frozen)
+  for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(jax.device_get(
+      after.params))):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+
+
+def _reference_gradients(state, batch):
+  """Every parameter's gradient of the step's MLM objective, taken by hand (no split)."""
+  model_config = variants.model_config("tiny", dropout=0.0, transformer_vocab_size=97)
+  graphdef, _, _, other = train_state.init_model(
+      lambda rngs: pretrain.PretrainModel(model_config, rngs=rngs), 0,
+      sharding.make_mesh([1, 1, 1], devices=jax.devices()[:1]), sharding.DEFAULT_RULES)
+  loss_fn = pretrain.make_loss_fn(12, True, False)
+  batch = train_step.with_batch_positions(batch)
+  counts = pretrain.counts_fn(batch)
+  key = train_step.step_key(state)
+
+  def objective(params):
+    # Fresh copies: the model may not mutate variables captured from outside the trace.
+    fresh = lambda tree: jax.tree.map(lambda x: x, tree)
+    model = train_state.merge_model(graphdef, params, fresh(state.batch_stats), fresh(other))
+    model.train()
+    nnx.reseed(model, dropout=jax.random.fold_in(key, 1))
+    sums = loss_fn(model, batch, key)
+    return sums["mlm_loss"] / jnp.maximum(counts["mlm_loss"], 1)
+
+  return jax.jit(jax.grad(objective))(state.params)

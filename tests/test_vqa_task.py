@@ -37,7 +37,10 @@ IMAGES = SMALL_IMAGES
 
 
 def _vqa_overrides(world: str, init: str) -> dict:
-  return {**TINY_TRANSFORMER, "init": "", "init_from": init, "data.root": world,
+  # With `init_from`, `init` (here a path that does not exist) is not read at all: the
+  # other run's body fills everything it would.
+  return {**TINY_TRANSFORMER, "init": "/nowhere/init" if init else "", "init_from": init,
+          "data.root": world,
           "data.synthetic_num_images": 48,
           **IMAGES, "data.max_text_len": 16, "global_batch_size": 8,
           "eval_batch_size": 8, "num_train_steps": STEPS, "log_every_steps": 1,
@@ -142,6 +145,16 @@ def test_finetune_from_pretraining_through_the_entry_point(small_world, tmp_path
 def test_init_from_names_what_it_looked_for(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint found"):
     init_from.state_dir(tmp_path)
+
+
+def test_a_wrong_init_from_fails_before_any_data_is_made(tmp_path):
+  from pixelbert_jax import train  # pylint: disable=g-import-not-at-top
+  world = tmp_path / "world"
+  config = override(vqa_config.get_config("demo"),
+                    _vqa_overrides(str(world), str(tmp_path / "no_such_run")))
+  with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+    train.build(config, str(tmp_path / "run"))
+  assert not world.exists()  # no synthetic world written first
 
 
 def test_valid_rows_drop_padding():

@@ -90,14 +90,15 @@ def make_tokenizer(config, workdir: epath.Path,
   data_cfg = config.data
   if data_cfg.tokenizer or data_cfg.kind != "synthetic":
     return common.make_tokenizer(data_cfg, None)
-  root = cache.world_root(data_cfg, str(workdir))
+  # Runs from before the copy kept their world in the data root or the workdir.
+  root = epath.Path(data_cfg.root or workdir / "synthetic_world")
   if not (root / cache.WORLD_MARKER).exists():
     # Regenerating the whole world just for its vocabulary would be a surprise.
     raise FileNotFoundError(
         f"The run was trained on the synthetic world at {root}, which is gone; its "
         "vocabulary is needed. Regenerate it there or pass the tokenizer explicitly "
         "(e.g. wordpiece:/path/vocab.txt)")
-  return common.make_tokenizer(data_cfg, cache.ensure(data_cfg, str(workdir)))
+  return common.make_tokenizer(data_cfg, cache.read_marker(root))
 
 
 def build_model(task: tasks.Task, vocab_size: int, meta: dict) -> nnx.Module:

@@ -15,10 +15,9 @@ the graph (`top_k`), so only those 5 negatives receive gradients. The CNN runs o
 image and its pixel tokens are repeated across the image's 1 + N captions; every feature
 pixel is kept (random pixel sampling is for pre-training only).
 
-The CNN is frozen by the config's optimiser groups (a `frozen` group for the backbone).
-With `stop_backbone_gradients`, the backbone's parameters also enter the step through
-`stop_gradient`, so XLA never runs the CNN's backward pass and the global gradient
-norm (clipping, `l2_grads`) counts only the parameters that train.
+The CNN is frozen by the config's optimiser groups (a `frozen` group for the backbone);
+the train step then differentiates only the other parameters, so XLA never runs the
+CNN's backward pass and the global gradient norm counts only what trains.
 
 The first stage of two-stage evaluation trains beside it (`first_stage_losses`): the
 mean pixel token and each caption's mean input embedding, both taken before the
@@ -35,7 +34,6 @@ padding and skipped images (`valid` False) count in neither sum nor count, and a
 one's negatives.
 """
 
-import re
 
 import jax
 import jax.numpy as jnp
@@ -51,8 +49,6 @@ from pixelbert_jax.models.pixelbert import PixelBert
 from pixelbert_jax.models.variants import ModelConfig
 from pixelbert_jax.tasks import base, common, matching
 
-# A parameter path inside the CNN, to find the optimiser group that holds it.
-BACKBONE_PATH = "pixelbert/pixel_encoder/backbone/"
 _READERS = {"coco": (coco.read_karpathy, coco.read_karpathy_retrieval),
             "flickr30k": (flickr30k.read_flickr30k, flickr30k.read_flickr30k_retrieval)}
 NUM_HARD_NEGATIVES = 5
@@ -155,21 +151,13 @@ def first_stage_losses(image_emb: jax.Array, text_emb: jax.Array, valid: jax.Arr
   return losses, jnp.argmax(to_texts, axis=1) == own_text
 
 
-def stop_backbone_gradients(model: RetrievalModel) -> None:
-  """Feeds the CNN's parameters through `stop_gradient` (see the module docstring)."""
-  backbone = model.pixelbert.pixel_encoder.backbone
-  nnx.update(backbone, jax.tree.map(jax.lax.stop_gradient, nnx.state(backbone, nnx.Param)))
-
-
-def make_loss_fn(num_hard: int = NUM_HARD_NEGATIVES, frozen_backbone: bool = True,
+def make_loss_fn(num_hard: int = NUM_HARD_NEGATIVES,
                  temperature: float = FIRST_STAGE_TEMPERATURE):
   """`loss_fn(model, batch, key)` -> the ranking and first-stage losses and accuracies,
   summed over the valid images."""
 
   def loss_fn(model: RetrievalModel, batch: dict, key: jax.Array) -> dict:
     del key  # No pixel sampling; dropout draws from the model's own stream.
-    if frozen_backbone:
-      stop_backbone_gradients(model)
     pixels, pixel_mask = model.pixelbert.encode_pixels(batch["images"],
                                                        batch["image_sizes"])
     scores = model.caption_scores(pixels, pixel_mask, batch["token_ids"],
@@ -260,14 +248,6 @@ def read_data(data_cfg, world: dict | None) -> tuple[list, list]:
   return train, items
 
 
-def backbone_frozen(config) -> bool:
-  """Whether the first optimiser group matching the CNN's parameters is `frozen`."""
-  for spec in config.optimizer.groups.values():
-    if re.search(spec["pattern"], BACKBONE_PATH):
-      return spec["optimizer"] == "frozen"
-  return False
-
-
 class Task(base.Task):
   """Image-text retrieval fine-tuning and evaluation (see the module docstring)."""
 
@@ -284,11 +264,8 @@ class Task(base.Task):
 
   def objective(self) -> base.Objective:
     config = self.config
-    frozen = backbone_frozen(config)
-    logging.info("Retrieval: CNN %s", "frozen" if frozen else "trained")
     return base.Objective(
-        make_loss_fn(config.num_hard_negatives, frozen_backbone=frozen,
-                     temperature=config.first_stage.temperature),
+        make_loss_fn(config.num_hard_negatives, temperature=config.first_stage.temperature),
         counts_fn, loss_weights(config.first_stage.loss_weight))
 
   def make_data(self, workdir: str) -> base.TaskData:

@@ -13,7 +13,6 @@ its fresh initialisation. A sub-tree must fit its module exactly: missing or une
 names and wrong shapes are an error that names them.
 """
 
-import os
 from collections.abc import Mapping
 
 import jax
@@ -37,14 +36,9 @@ def _steps(directory: epath.Path) -> list[int]:
                 if (directory / str(step) / STATE_ITEM).exists())
 
 
-def absolute(path: str | epath.PathLike) -> epath.Path:
-  """A local path made absolute (orbax misreads relative ones); URLs as they are."""
-  return epath.Path(path if "://" in str(path) else os.path.abspath(path))
-
-
 def state_dir(path: str | epath.PathLike) -> epath.Path:
   """The `state` item of a workdir's latest checkpoint, or of the given step folder."""
-  path = absolute(path)
+  path = init_checkpoint.absolute(path)
   if (path / STATE_ITEM).exists():
     return path / STATE_ITEM
   directory = path / "checkpoints" if (path / "checkpoints").exists() else path
@@ -59,13 +53,19 @@ def state_dir(path: str | epath.PathLike) -> epath.Path:
 def read_weights(path: str | epath.PathLike) -> dict:
   """{"params": tree, "batch_stats": tree} of a checkpoint, as numpy on this host."""
   directory = state_dir(path)
-  with ocp.PyTreeCheckpointer() as checkpointer:
-    stored = checkpointer.metadata(directory).item_metadata
+  # The handler itself, not a Checkpointer: a training checkpoint's `state` item has no
+  # checkpoint-level metadata file of its own (the step folder has), and a Checkpointer
+  # warns that it is missing.
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    stored = handler.metadata(directory).tree
     wanted = {name: stored[name] for name in WEIGHT_FIELDS if name in stored}
     # Restoring as numpy reads every array whole, independent of the writer's mesh.
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
-    weights = checkpointer.restore(directory, args=ocp.args.PyTreeRestore(
+    weights = handler.restore(directory, args=ocp.args.PyTreeRestore(
         item=wanted, restore_args=restore_args, partial_restore=True))
+  finally:
+    handler.close()
   logging.info("Read weights of %s", directory)
   return weights
 

@@ -6,6 +6,7 @@ components are `backbone`, `text_embedder`, `encoder`, `pooler` and `mlm_head`.
 """
 
 import json
+import os
 from typing import Any
 
 import jax.numpy as jnp
@@ -21,10 +22,15 @@ class WeightMismatchError(ValueError):
   """Weights do not fit the model: missing or unexpected names, or wrong shapes."""
 
 
+def absolute(path: str | os.PathLike) -> epath.Path:
+  """A local path made absolute (orbax refuses relative ones); URLs as they are."""
+  return epath.Path(path if "://" in str(path) else os.path.abspath(path))
+
+
 def save(directory: str | epath.Path, components: dict[str, dict[str, np.ndarray]],
          info: dict[str, Any]) -> epath.Path:
   """Writes the components and the import info; refuses to overwrite."""
-  directory = epath.Path(directory)
+  directory = absolute(directory)
   if (directory / "params").exists():
     raise FileExistsError(f"{directory / 'params'} exists; choose a new --out")
   directory.mkdir(parents=True, exist_ok=True)
@@ -36,7 +42,7 @@ def save(directory: str | epath.Path, components: dict[str, dict[str, np.ndarray
 
 def load(directory: str | epath.Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
   """Returns (components, info) of an initialisation checkpoint."""
-  directory = epath.Path(directory)
+  directory = absolute(directory)
   if not (directory / "params").exists():
     raise FileNotFoundError(f"No initialisation checkpoint at {directory}")
   with ocp.StandardCheckpointer() as checkpointer:

@@ -35,6 +35,9 @@ from pixelbert_jax.models.pixel_encoder import normalize_images
 from pixelbert_jax.models.resnet import ResNet
 from pixelbert_jax.weights import init_checkpoint
 
+SHIPPED_DIR = epath.Path(__file__).parent / "shipped"
+# Steps of the recipe whose parameter norms are recorded with the shipped weights.
+TRAIL_STEPS = 8
 COLOUR_CLASSES = ("background",) + tuple(synthetic.COLOURS)
 SHAPE_CLASSES = ("background",) + synthetic.SHAPES
 DONE_MARKER = "backbone.done"
@@ -81,10 +84,21 @@ def make_example(index: int, seed: int, side: int, cell: int):
   return picture, targets[0], targets[1]
 
 
-def make_dataset(num_scenes: int, seed: int, side: int, cell: int) -> dict:
-  examples = [make_example(i, seed, side, cell) for i in range(num_scenes)]
-  return {name: np.stack([e[i] for e in examples])
-          for i, name in enumerate(("images", "colour", "shape"))}
+class SceneExamples:
+  """`make_example` for scene indices, each drawn on first use and kept (a run that
+  stops early draws only the scenes it reads)."""
+
+  def __init__(self, seed: int, side: int, cell: int):
+    self.seed, self.side, self.cell = seed, side, cell
+    self._drawn = {}
+
+  def batch(self, indices) -> dict:
+    for index in indices:
+      if index not in self._drawn:
+        self._drawn[index] = make_example(int(index), self.seed, self.side, self.cell)
+    examples = [self._drawn[index] for index in indices]
+    return {name: np.stack([e[i] for e in examples])
+            for i, name in enumerate(("images", "colour", "shape"))}
 
 
 class CellClassifier(nnx.Module):
@@ -134,22 +148,23 @@ def counts_fn(batch: dict) -> dict:
           "shape_accuracy": on_object}
 
 
-def _batches(data: dict, batch_size: int, seed: int):
+def _batches(examples: SceneExamples, num_scenes: int, batch_size: int, seed: int):
   """Batches of the scenes, a fresh permutation for every pass."""
   order, indices = np.random.default_rng(seed).permutation, np.zeros(0, int)
-  num_scenes = len(data["images"])
   while True:
     if len(indices) < batch_size:  # a fresh pass over the scenes
       indices = np.concatenate([indices, order(num_scenes)])
-    yield {k: v[indices[:batch_size]] for k, v in data.items()}
+    yield examples.batch(indices[:batch_size])
     indices = indices[batch_size:]
 
 
 def train(model_config: variants.ModelConfig, *, steps: int, num_scenes: int,
-          batch_size: int, learning_rate: float, side: int, seed: int = 0):
+          batch_size: int, learning_rate: float, side: int, seed: int = 0,
+          stop_after: int | None = None):
   """Trains the cell classifier; returns it and the last step's metrics, with the
-  first step's loss as `initial_loss`."""
-  data = make_dataset(num_scenes, seed, side, model_config.pixel_stride)
+  first step's loss as `initial_loss`. `stop_after` ends the recipe early (its schedule
+  unchanged)."""
+  examples = SceneExamples(seed, side, model_config.pixel_stride)
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
   graphdef, params, stats, other = train_state.init_model(
       lambda rngs: CellClassifier(model_config, rngs=rngs), seed, mesh,
@@ -163,10 +178,12 @@ def train(model_config: variants.ModelConfig, *, steps: int, num_scenes: int,
       graphdef, other, loss_fn, counts_fn, {"colour_loss": 1.0, "shape_loss": 1.0}, tx,
       schedules={}), donate_argnums=0)
   history = []
-  for step, batch in zip(range(steps), _batches(data, batch_size, seed)):
+  run_steps = steps if stop_after is None else min(stop_after, steps)
+  batches = _batches(examples, num_scenes, batch_size, seed)
+  for step, batch in zip(range(run_steps), batches):
     state, measurements = step_fn(state, batch)
     history.append(measurements)
-    if step % 100 == 0 or step == steps - 1:
+    if step % 100 == 0 or step == run_steps - 1:
       logging.info("Synthetic backbone step %d: %s", step,
                    {k: round(float(history[-1][k]), 3) for k in sorted(history[-1])})
   model = train_state.merge_model(graphdef, state.params, state.batch_stats, other)
@@ -182,35 +199,69 @@ def save(model: CellClassifier, directory: epath.Path, info: dict) -> None:
   init_checkpoint.save(directory, {"backbone": weights}, info)
 
 
-def _directory(config, workdir: str) -> epath.Path:
-  """Where `config`'s backbone lives: in the synthetic world's folder, named by what
-  shapes it, so that demos sharing a world share it and a changed recipe retrains."""
+def recipe(config) -> dict:
+  """Everything that decides the backbone `config` asks for."""
+  return dict(config.synthetic_backbone.to_dict(), preset=config.model.preset,
+              side=config.data.image_short_side, seed=config.data.synthetic_seed)
+
+
+def _name(config) -> str:
   settings = config.synthetic_backbone
-  name = (f"backbone_{config.model.preset}_{config.data.image_short_side}px_"
+  return (f"backbone_{config.model.preset}_{config.data.image_short_side}px_"
           f"{settings.steps}steps_{settings.num_scenes}scenes")
-  return cache.world_root(config.data, workdir) / name
+
+
+def shipped(config) -> epath.Path | None:
+  """The shipped backbone of `config`'s recipe, if the package holds one."""
+  directory = SHIPPED_DIR / _name(config)
+  if not (directory / init_checkpoint.INFO_FILE).exists():
+    return None
+  info = json.loads((directory / init_checkpoint.INFO_FILE).read_text())
+  return directory if info.get("recipe") == recipe(config) else None
+
+
+def _directory(config, workdir: str) -> epath.Path:
+  """Where `config`'s backbone is trained: in the synthetic world's folder, named by
+  what shapes it, so that demos sharing a world share it and a changed recipe retrains."""
+  return cache.world_root(config.data, workdir) / _name(config)
+
+
+def train_recipe(config, stop_after: int | None = None):
+  """`train` with `config`'s recipe: (model, metrics)."""
+  settings = config.synthetic_backbone
+  # The text side is not trained here: its vocabulary size does not matter.
+  model_config = variants.from_config(config.model, vocab_size=1)
+  return train(model_config, steps=settings.steps, num_scenes=settings.num_scenes,
+               batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+               side=config.data.image_short_side, seed=config.data.synthetic_seed,
+               stop_after=stop_after)
+
+
+def parameter_norms(model: CellClassifier) -> dict[str, float]:
+  """Each backbone parameter's L2 norm: the trail that pins the recipe's first steps."""
+  return {name: float(np.linalg.norm(np.asarray(variable[...])))
+          for name, variable in init_checkpoint.flat_variables(model.backbone).items()}
 
 
 def ensure(config, workdir: str) -> str:
-  """The backbone checkpoint for `config`, trained on first use by process 0."""
+  """The backbone checkpoint for `config`: the shipped one of its recipe, or one trained
+  on first use by process 0."""
+  found = shipped(config)
+  if found is not None:
+    logging.info("Synthetic backbone: the shipped one of this recipe, %s", found)
+    return str(found)
   directory = _directory(config, workdir)
   marker = directory / DONE_MARKER
   if jax.process_index() > 0:
     cache.wait_for(marker)
   elif not marker.exists():
-    settings = config.synthetic_backbone
-    # The text side is not trained here: its vocabulary size does not matter.
-    model_config = variants.from_config(config.model, vocab_size=1)
     logging.info("Training the synthetic backbone into %s", directory)
     start = time.time()
-    model, metrics = train(model_config, steps=settings.steps,
-                           num_scenes=settings.num_scenes,
-                           batch_size=settings.batch_size,
-                           learning_rate=settings.learning_rate,
-                           side=config.data.image_short_side, seed=config.data.synthetic_seed)
-    info = dict(settings.to_dict(), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                source="synthetic scenes", seconds=round(time.time() - start, 1),
-                final=metrics, components=["backbone"])
+    model, metrics = train_recipe(config)
+    info = dict(config.synthetic_backbone.to_dict(), recipe=recipe(config),
+                created=time.strftime("%Y-%m-%dT%H:%M:%S"), source="synthetic scenes",
+                seconds=round(time.time() - start, 1), final=metrics,
+                components=["backbone"])
     save(model, directory, info)
     marker.write_text(json.dumps(metrics))
   return str(directory)

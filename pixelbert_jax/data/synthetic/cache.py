@@ -1,25 +1,39 @@
 """The synthetic world written once per data root and shared by every run that names it.
 
-`ensure(data_cfg, workdir)` writes the world under `data.root` (or, without one, inside
-the workdir) the first time and leaves a marker listing its files; later runs, and
-every process after the first, read the marker. Things derived from the world (the
-demos' synthetic backbone) are kept beside it.
+`ensure(data_cfg, workdir)` writes the world under `data.root` the first time and
+leaves a marker listing its files; later runs, and every process after the first, read
+the marker. Without `data.root` the world goes to a cache folder shared by every run
+(`$PIXELBERT_CACHE`, by default `~/.cache/pixelbert_jax`), named by its seed, size and
+`formats.WORLD_VERSION`, so pre-training and every fine-tuning demo read one world.
+Things derived from the world (the demos' synthetic backbone) are kept beside it.
 """
 
+import os
 import time
 
 import jax
 from absl import logging
 from etils import epath
 
-from pixelbert_jax.data.synthetic.formats import generate
+from pixelbert_jax.data.synthetic.formats import WORLD_VERSION, generate
 
 WORLD_MARKER = "world.done"
 
 
+def cache_dir() -> epath.Path:
+  """Where worlds without a data root go: `$PIXELBERT_CACHE` or ~/.cache/pixelbert_jax."""
+  return epath.Path(os.environ.get("PIXELBERT_CACHE")
+                    or os.path.join(os.path.expanduser("~"), ".cache", "pixelbert_jax"))
+
+
 def world_root(data_cfg, workdir: str) -> epath.Path:
-  """The synthetic world's folder: the data root, or one inside the workdir."""
-  return epath.Path(data_cfg.root or epath.Path(workdir) / "synthetic_world")
+  """The synthetic world's folder: the data root, or the shared cache's world of the
+  config's seed and size. (`workdir` is not used: kept for the callers' symmetry.)"""
+  del workdir
+  if data_cfg.root:
+    return epath.Path(data_cfg.root)
+  return cache_dir() / (f"synthetic_world_v{WORLD_VERSION}_seed{data_cfg.synthetic_seed}_"
+                        f"{data_cfg.synthetic_num_images}images")
 
 
 def wait_for(marker: epath.Path, timeout_s: float = 1800) -> None:
@@ -43,4 +57,10 @@ def ensure(data_cfg, workdir: str) -> dict[str, str]:
     paths = generate(str(root), seed=data_cfg.synthetic_seed,
                      num_images=data_cfg.synthetic_num_images)
     marker.write_text("\n".join(f"{k}\t{v}" for k, v in sorted(paths.items())))
+  return read_marker(root)
+
+
+def read_marker(root: epath.Path) -> dict[str, str]:
+  """{name: path} of the world written under `root`."""
+  marker = root / WORLD_MARKER
   return dict(line.split("\t", 1) for line in marker.read_text().splitlines())

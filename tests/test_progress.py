@@ -1,0 +1,27 @@
+"""The console's speed and ETA count training time only."""
+
+import logging
+import re
+import time
+
+from clu import metric_writers
+
+from pixelbert_jax import progress
+
+
+def test_format_seconds():
+  assert progress.format_seconds(12.4) == "12s"
+  assert progress.format_seconds(245) == "4m05s"
+  assert progress.format_seconds(3720) == "1h02m"
+
+
+def test_an_evaluation_does_not_slow_the_reported_speed(caplog):
+  caplog.set_level(logging.INFO)
+  report = progress.Progress(0, 1000, metric_writers.LoggingWriter(), every_secs=0.0)
+  report.step(1, None)
+  with report.paused("Evaluation"):
+    time.sleep(0.5)  # at wall-clock speed, 1 step in 0.5 s: 2 steps/s
+  report.step(2, None)
+  rates = [float(r) for r in re.findall(r"step 2/1000: ([\d.]+) steps/s", caplog.text)]
+  assert rates and rates[0] > 20
+  assert re.search(r"Evaluation took \ds", caplog.text)
