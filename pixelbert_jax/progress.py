@@ -52,11 +52,12 @@ class Progress:
     logging.info("Compiling the train step for images %s ...", "x".join(map(str, shape)))
     return True
 
-  def step(self, step: int, measurements) -> None:
-    """After each step: reports if `every_secs` of training have passed."""
+  def step(self, step: int, measurements) -> float | None:
+    """After each step: reports if `every_secs` of training have passed; returns the
+    steps/s it reported (None when it did not report)."""
     training = time.monotonic() - self._mark_time - self._paused
     if training < self.every_secs and step != self.last_step:
-      return
+      return None
     jax.block_until_ready(measurements)  # dispatch runs ahead of the device
     training = time.monotonic() - self._mark_time - self._paused
     rate = (step - self._mark_step) / max(training, 1e-9)
@@ -65,3 +66,4 @@ class Progress:
                  self.last_step, rate, format_seconds(eta))
     self.writer.write_scalars(step, {"steps_per_sec": rate})
     self._mark_step, self._mark_time, self._paused = step, time.monotonic(), 0.0
+    return rate

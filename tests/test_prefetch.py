@@ -84,3 +84,23 @@ def test_state_cannot_be_set_once_reading():
   with pytest.raises(RuntimeError, match="cannot be set"):
     batches.set_state(batches.get_state())
   batches.close()
+
+
+def test_over_grain_worker_processes_the_state_still_resumes_exactly():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():  # grain's workers read absl flags
+    flags.FLAGS.mark_as_parsed()
+
+  def with_workers():
+    dataset = grain.MapDataset.range(20).map(_batch).to_iter_dataset()
+    return iter(dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=2)))
+
+  batches = prefetch.Prefetcher(with_workers(), _to_global(), depth=3)
+  for index in range(4):
+    np.testing.assert_array_equal(next(batches)[0]["images"], _batch(index)["images"])
+  saved = batches.get_state()
+  batches.close()
+  resumed = prefetch.Prefetcher(with_workers(), _to_global(), depth=3)
+  resumed.set_state(saved)
+  np.testing.assert_array_equal(next(resumed)[0]["images"], _batch(4)["images"])
+  resumed.close()
