@@ -16,7 +16,9 @@ def model(preset: str = "R50") -> ConfigDict:
   """Model structure; `preset` picks sizes from `pixelbert_jax.models.variants`."""
   return ConfigDict(dict(
       preset=preset, dtype="bfloat16", dropout=0.1, pixel_pool=True, pixel_layer_norm=True,
-      pixel_pos_emb=False, max_grid=(32, 32), train_bn_stats=False, remat=False,
+      pixel_pos_emb=False, max_grid=(32, 32), train_bn_stats=False, remat="none",
+      # The attention core as one fused op (cuDNN on GPUs; see models/transformer.py).
+      fused_attention=True,
       # The backbone's input statistics (torchvision's ImageNet ones); the model
       # normalises the pipeline's uint8 images with them on the device.
       image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225)))
@@ -102,7 +104,10 @@ def demo(config: ConfigDict, *, max_text_len: int, num_train_steps: int,
   keeps 8 x 8 to 8 x 14 pixels. Why this width: benchmarks/RESULTS.md, "The wider
   model becomes the demo"."""
   config.model = model("tiny")
-  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False,
+  # Explicit attention on the CPU: off a GPU the fused op runs XLA einsums in the
+  # layout the heads-first products replaced (benchmarks/RESULTS.md, "The demo in
+  # minutes").
+  config.model.update(dtype="float32", dropout=0.0, pixel_pool=False, fused_attention=False,
                       transformer_num_layers=4, transformer_hidden=128,
                       transformer_mlp=256, transformer_init_std=0.088)
   config.data.update(kind="synthetic", image_short_side=128, image_long_side=224,

@@ -117,6 +117,14 @@ device_ids_line() {
   fi
 }
 
+# XLA's latency-hiding scheduler overlaps the FSDP all-gathers and the gradients'
+# reduce-scatters with compute; NVIDIA's JAX images turn it on, the PyPI wheels do not.
+# The job's own XLA_FLAGS come after it, so they win.
+xla_flags_line() {
+  # shellcheck disable=SC2016  # expanded when the job runs, not here
+  echo 'export XLA_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true ${XLA_FLAGS:-}"'
+}
+
 # Prints the sbatch script.
 sbatch_script() {
   local srun=(srun --kill-on-bad-exit=1) arg
@@ -136,6 +144,7 @@ sbatch_script() {
   done
   echo "set -euo pipefail"
   device_ids_line
+  xla_flags_line
   quote_command "${srun[@]}" "${MAIN_COMMAND[@]}"
 }
 

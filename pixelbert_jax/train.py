@@ -7,6 +7,7 @@ initialise, the evaluators), then evaluation only (`config.mode == "eval"`) or t
 instead of wiring the trainer again (docs/ARCHITECTURE.md, "The trainer").
 """
 
+from collections.abc import Callable
 import dataclasses
 import hashlib
 import json
@@ -92,8 +93,11 @@ class Step:
   rules: tuple
   graphdef: Any
   other: Any  # model variables that are not checkpointed (dropout streams)
+  # The state, or (`build_step(materialise=False)`) its ShapeDtypeStructs until a
+  # restore or `initial_state()` fills it.
   state: train_state.TrainState
   step_fn: Any  # jitted (state, global batch) -> (state, measurements)
+  initial_state: Callable[[], train_state.TrainState]  # a fresh state at step 0
 
   def as_model(self, state) -> nnx.Module:
     """The model of `state` in evaluation mode (inside a trace)."""
@@ -101,24 +105,29 @@ class Step:
 
 
 def build_step(config, task: tasks.Task, meta: dict, vocab_size: int, steps: int,
-               objective: tasks.Objective | None = None) -> Step:
-  """The model, optimiser, fresh state and jitted step of `config` (no data needed)."""
+               objective: tasks.Objective | None = None, materialise: bool = True) -> Step:
+  """The model, optimiser, state and jitted step of `config` (no data needed). Without
+  `materialise`, the state stays abstract: nothing is allocated for a run that restores."""
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   rules = tuple(tuple(r) for r in config.sharding_rules)
   model_config = task.model_config(vocab_size)
-  graphdef, params, stats, other = train_state.init_model(
+  plan = train_state.plan_model(
       lambda rngs: task.make_model(model_config, meta, rngs=rngs), config.seed, mesh, rules)
-  tx, schedules = optim.make_optimizer(config, params, steps)
-  state = train_state.create_train_state(params, stats, tx, config.seed, mesh)
+  tx, schedules = optim.make_optimizer(config, plan.params, steps)
+  abstract = train_state.abstract_train_state(plan, tx, config.seed, mesh)
   objective = objective or task.objective()
-  state_sharding = train_state.shardings_of(state)
+  state_sharding = train_state.shardings_of(abstract)
   step_fn = jax.jit(
-      train_step.make_train_step(graphdef, other, objective.loss_fn, objective.counts_fn,
-                                 objective.weights, tx, schedules, config.micro_batches,
-                                 frozen_mask=optim.frozen_mask(config, params)),
+      train_step.make_train_step(plan.graphdef, plan.other, objective.loss_fn,
+                                 objective.counts_fn, objective.weights, tx, schedules,
+                                 config.micro_batches,
+                                 frozen_mask=optim.frozen_mask(config, plan.params)),
       in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
       donate_argnums=0)
-  return Step(mesh, rules, graphdef, other, state, step_fn)
+  initial_state = lambda: train_state.create_train_state(*plan.create(), tx, config.seed,
+                                                         mesh)
+  return Step(mesh, rules, plan.graphdef, plan.other,
+              initial_state() if materialise else abstract, step_fn, initial_state)
 
 
 @dataclasses.dataclass
@@ -148,7 +157,8 @@ def build(config, workdir: str) -> Run:
     from_run.state_dir(config.init_from)  # a wrong path fails now, not after the data
   data = task.make_data(str(workdir))
   steps = total_steps(config, data.batches_per_epoch)
-  step = build_step(config, task, data.meta, data.tokenizer.vocab_size, steps)
+  step = build_step(config, task, data.meta, data.tokenizer.vocab_size, steps,
+                    materialise=False)
   to_global = make_global(step.mesh, step.rules)
   # Evaluation reads no training data, so it restores no iterator (whose saved state
   # would tie it to the process count that wrote the checkpoint).
@@ -163,7 +173,7 @@ def build(config, workdir: str) -> Run:
 def restore_or_initialize(config, workdir, checkpointer, step: Step, data_iterator,
                           task: tasks.Task):
   """Resume order: the workdir's checkpoint, `resume_from`, `init` / `init_from`, scratch."""
-  abstract = train_state.abstract_of(step.state)
+  abstract = step.state  # nothing allocated yet: a restore holds one copy
   latest = checkpointer.latest_step()
   if latest is not None:
     logging.info("Resuming from the workdir's checkpoint at step %d", latest)
@@ -173,6 +183,7 @@ def restore_or_initialize(config, workdir, checkpointer, step: Step, data_iterat
     resume_step = other.latest_step()
     logging.info("Resuming from %s at step %s", config.resume_from, resume_step)
     return other.restore(resume_step, abstract, data_iterator)
+  step.state = step.initial_state()
   if config.init or config.init_from:
     return _initialise_weights(config, workdir, step, task)
   logging.info("Starting from scratch.")

@@ -228,6 +228,8 @@ def test_slurm_one_process_per_gpu():
                     "--output=slurm_logs/%x-%j.out"]:
     assert f"#SBATCH {directive}" in script
   assert "export JAX_LOCAL_DEVICE_IDS=0" in script
+  assert ('export XLA_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true ${XLA_FLAGS:-}"'
+          in script)
   assert shlex.split(script[-1]) == ["srun", "--kill-on-bad-exit=1",
                                      *_main_command("/shared/run", "python3")]
 

@@ -1,5 +1,7 @@
 """Logical-axis rules shard the model's parameters over a data x fsdp x tensor mesh."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,9 +9,13 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from pixelbert_jax import sharding
+from conftest import REPO
+
+from pixelbert_jax import sharding, train
+from pixelbert_jax.data import synthetic
 from pixelbert_jax.models import variants
 from pixelbert_jax.models.pixelbert import PixelBert
+from pixelbert_jax.tasks import base as tasks
 
 
 def test_make_mesh_fills_in_minus_one():
@@ -55,3 +61,35 @@ def test_sharded_forward_matches_single_device():
   inputs = [jax.device_put(x, batch) for x in (images, sizes, ids, text_mask)]
   actual = jax.jit(forward)(sharded_state, *inputs)
   np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def _leaves(tree, name: str) -> list:
+  return [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if name in jax.tree_util.keystr(path)]
+
+
+def test_optimiser_state_is_sharded_like_its_parameters_and_known_before_it_exists():
+  """AdamW's moments take their parameter's sharding (left to XLA they came out
+  replicated: a full copy of two moments per device); the abstract state a resume
+  restores into equals the state a fresh run makes, shardings included."""
+  sys.path.insert(0, REPO)
+  from configs import pretrain  # pylint: disable=g-import-not-at-top
+
+  config = pretrain.get_config("demo")
+  config.mesh.shape = (2, 2, 2)
+  task = tasks.get(config)
+  vocab = len(synthetic.vocabulary())
+  abstract = train.build_step(config, task, {}, vocab, steps=10, materialise=False)
+  state = abstract.initial_state()
+  kernel = "['encoder']['layers'][0]['mlp_in']['kernel']"
+  [param] = _leaves(state.params, kernel)
+  assert param.sharding.spec == P("fsdp", "tensor")
+  moments = _leaves(state.opt_state, kernel)
+  assert len(moments) == 2  # AdamW's mu and nu
+  assert all(m.sharding == param.sharding for m in moments)
+  assert all(c.sharding.spec == P() for c in _leaves(state.opt_state, "count"))
+  describe = lambda x: (x.shape, x.dtype, x.sharding)
+  assert (jax.tree.structure(abstract.state) == jax.tree.structure(state))
+  assert jax.tree.leaves(jax.tree.map(describe, abstract.state)) == jax.tree.leaves(
+      jax.tree.map(describe, state))
+  assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract.state))

@@ -7,7 +7,7 @@ import pytest
 from etils import epath
 
 from conftest import REPO, TINY_TRANSFORMER, override, scalars, trainer_overrides
-from pixelbert_jax import checkpointing, train
+from pixelbert_jax import checkpointing, train, train_state
 from pixelbert_jax.data import synthetic
 
 sys.path.insert(0, REPO)
@@ -39,9 +39,15 @@ def test_few_steps_learn_write_metrics_and_checkpoint(small_world, tmp_path):
   assert (tmp_path / "run" / "final_eval.json").exists()
 
 
-def test_eval_mode_and_refusal_of_a_mismatched_workdir(small_world, tmp_path):
+def test_eval_mode_and_refusal_of_a_mismatched_workdir(small_world, tmp_path, monkeypatch):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(_config(small_world, 3), workdir)
+
+  def no_fresh_state(*args, **kwargs):
+    raise AssertionError("a restoring run made a fresh state beside the restored one")
+
+  # A restore fills the abstract state: one copy of the parameters, never two.
+  monkeypatch.setattr(train_state, "create_train_state", no_fresh_state)
   results = train.train_and_evaluate(_config(small_world, 3, mode="eval"), workdir)
   assert 0.0 <= results["eval/mlm_accuracy"] <= 1.0
   wider = _config(small_world, 6)

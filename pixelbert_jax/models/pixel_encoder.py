@@ -58,7 +58,7 @@ class PixelEncoder(nnx.Module):
     self.dtype = dtype
     self.image_mean, self.image_std = config.image_mean, config.image_std
     self.backbone = ResNet(config.backbone, frozen_bn=not config.train_bn_stats,
-                           dtype=dtype, rngs=rngs)
+                           remat=config.remat, dtype=dtype, rngs=rngs)
     init_std = config.transformer.init_std
     self.projection = layers.dense(config.backbone.out_channels, hidden,
                                    ("conv_out", "embed"), dtype=dtype, rngs=rngs,

@@ -26,7 +26,7 @@ class PixelBert(nnx.Module):
     self.pixel_encoder = PixelEncoder(config, rngs=rngs)
     self.text_embedder = TextEmbedder(spec, dropout=config.dropout, dtype=dtype, rngs=rngs)
     self.encoder = Encoder(spec, dropout=config.dropout, dtype=dtype, remat=config.remat,
-                           rngs=rngs)
+                           fused_attention=config.fused_attention, rngs=rngs)
     self.pooler = Pooler(spec.hidden, dtype=dtype, rngs=rngs, init_std=spec.init_std)
 
   def encode_pixels(self, images: jax.Array,

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pixelbert_jax.models import remat as remat_lib
 from pixelbert_jax.models.layers import LOGICAL_AXES
 from pixelbert_jax.models.variants import BackboneSpec
 
@@ -79,9 +80,10 @@ class Block(nnx.Module):
 class ResNet(nnx.Module):
   """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) and residual stages; no classifier."""
 
-  def __init__(self, spec: BackboneSpec, *, frozen_bn: bool = True,
+  def __init__(self, spec: BackboneSpec, *, frozen_bn: bool = True, remat: str = "none",
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     self.spec = spec
+    self.remat = remat_lib.policy_name(remat)  # per residual block (`models/remat.py`)
     kw = dict(frozen_bn=frozen_bn, dtype=dtype, rngs=rngs)
     self.stem_conv = conv(3, spec.stem_width, 7, 2, dtype=dtype, rngs=rngs)
     self.stem_norm = BatchNorm(spec.stem_width, frozen=frozen_bn, dtype=dtype, rngs=rngs)
@@ -99,6 +101,8 @@ class ResNet(nnx.Module):
     """Maps (B, H, W, 3) normalised images to (B, ceil(H/s), ceil(W/s), C) features."""
     x = jax.nn.relu(self.stem_norm(self.stem_conv(images)))
     x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    call = remat_lib.wrap(Block.__call__, self.remat)
     for stage in self.stages:
-      x = stage(x)
+      for block in stage.layers:
+        x = call(block, x)
     return x

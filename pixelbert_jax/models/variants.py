@@ -83,7 +83,11 @@ class ModelConfig:
   train_bn_stats: bool = False  # frozen batch-norm statistics by default
   dropout: float = 0.1
   dtype: str = "float32"  # compute dtype; parameters stay float32
-  remat: bool = False  # rematerialise each Transformer layer in the backward pass
+  # Rematerialisation per Transformer layer and CNN block: none / full / dots / names
+  # (`models/remat.py`; a bool from older configs means full or none).
+  remat: str = "none"
+  # The attention core through `jax.nn.dot_product_attention` (cuDNN on a GPU).
+  fused_attention: bool = False
   # Per-channel statistics that uint8 images are normalised with, in [0, 1] units.
   image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
   image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
