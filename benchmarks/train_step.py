@@ -226,6 +226,7 @@ def jax_job(job: dict) -> dict:
   """Builds and times one variant of the real step; returns the row's measurements."""
   setting = SETTINGS[job["setting"]]
   config = make_config(setting, job["batch"], job["variant"], job["cnn"])
+  config.model.remat = job.get("remat", config.model.remat)  # benchmarks/accelerator.py
   vocab = vocab_size(config)
   start = time.perf_counter()
   state, step_fn, batch_sharding = build_jax_step(config, make_loss(config, job["variant"]),
@@ -402,12 +403,14 @@ def probe_job(job: dict) -> dict:
 JOBS = {"jax": jax_job, "torch": torch_job, "probe": probe_job}
 
 
-def spawn(job: dict, on_cpu: bool) -> dict:
-  """Runs one job in a fresh process (clean peak memory, cold compile) and returns it."""
-  env = dict(os.environ, PYTHONPATH=REPO)
+def spawn(job: dict, on_cpu: bool, script: str = __file__) -> dict:
+  """Runs one job of `script` (`--job=JSON`, a RESULT line back) in a fresh process
+  (clean peak memory, cold compile) and returns it."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      filter(None, [REPO, os.environ.get("PYTHONPATH")])))
   if on_cpu:
     env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
-  command = [sys.executable, os.path.abspath(__file__), "--job=" + json.dumps(job)]
+  command = [sys.executable, os.path.abspath(script), "--job=" + json.dumps(job)]
   done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False)
   results = [line[len(RESULT_PREFIX):] for line in done.stdout.splitlines()
              if line.startswith(RESULT_PREFIX)]
