@@ -214,13 +214,33 @@ def _initialise_weights(config, workdir, step: Step, task: tasks.Task):
                        batch_stats=jax.device_put(stats, stat_shardings))
 
 
-def _check_nonfinite(state, limit: int) -> None:
-  worst, total = jax.device_get((state.nonfinite_max_run, state.nonfinite_total))
-  if worst >= limit:
-    raise NonFiniteError(
-        f"{worst} consecutive steps had a non-finite loss or gradient ({total} in all); "
-        "none was applied. Lower the learning rate, check the data, or raise "
-        "config.max_consecutive_nonfinite.")
+class NonFiniteGuard:
+  """Stops the run once `limit` consecutive steps were non-finite (none of them was
+  applied). Each step's counter is read when the next step has been dispatched, so the
+  guard costs no sync per step; before a save the newest one is read, so no checkpoint
+  holds a state past the limit."""
+
+  def __init__(self, limit: int):
+    self.limit = limit
+    self._newest = None  # the last step's measurements, not yet read
+
+  def after_step(self, measurements: dict) -> None:
+    previous, self._newest = self._newest, measurements
+    if previous is not None:
+      self._check(previous)
+
+  def check_newest(self) -> None:
+    if self._newest is not None:
+      self._check(self._newest)
+
+  def _check(self, measurements: dict) -> None:
+    run, total = jax.device_get((measurements["nonfinite_run"],
+                                 measurements["nonfinite_total"]))
+    if run >= self.limit:
+      raise NonFiniteError(
+          f"{run} consecutive steps had a non-finite loss or gradient ({total} in all); "
+          "none was applied. Lower the learning rate, check the data, or raise "
+          "config.max_consecutive_nonfinite.")
 
 
 def _record_batch(workdir: epath.Path, step: int, batch: dict) -> None:
@@ -287,6 +307,7 @@ def _loop(run: Run, writer) -> dict:
   preemption = _Preemption(enabled=jax.process_count() == 1)
   progress = progress_lib.Progress(first, steps, writer)
   profile = _profiler(config, workdir)
+  guard = NonFiniteGuard(config.max_consecutive_nonfinite)
   with preemption:
     results = {}
     for step in range(first + 1, steps + 1):
@@ -297,12 +318,14 @@ def _loop(run: Run, writer) -> dict:
                                       progress)
       profile(step)
       progress.step(step, measurements)
+      guard.after_step(measurements)
       if step % config.log_every_steps == 0 or step == steps:
         writer.write_scalars(step, jax.device_get(measurements))
-        _check_nonfinite(state, config.max_consecutive_nonfinite)
       stop = (preemption.requested if preemption.enabled
               else checkpointer.reached_preemption(step))
       with progress.paused():
+        if checkpointer.due(step, force=stop or step == steps):
+          guard.check_newest()
         checkpointer.save(step, state, batches, force=stop or step == steps)
       if stop:
         break

@@ -157,6 +157,7 @@ def make_train_step(graphdef, other, loss_fn: LossFn, counts_fn: CountsFn,
     measurements.update(
         training_loss=objective, l2_grads=grad_norm, l2_params=optax.tree.norm(params),
         l2_updates=optax.tree.norm(updates), nonfinite=(~ok).astype(jnp.int32),
+        nonfinite_run=run, nonfinite_total=new_state.nonfinite_total,
         **optim.learning_rates(schedules, state.step))
     return new_state, measurements
 

@@ -221,6 +221,11 @@ def test_clear_errors(runs, pretrain_predictor, tmp_path):
   with pytest.raises(UnsupportedTaskError,
                      match=r"answer\(\) needs a VQA checkpoint.*'pretrain' task.*match"):
     pretrain_predictor.answer(str(garbage), "what colour?")
+  for empty in ("", "   "):
+    with pytest.raises(ValueError, match=r"text 1 \(.*\) is empty after tokenisation"):
+      pretrain_predictor.encode_text(["a red circle", empty])
+  with pytest.raises(ValueError, match=r"text 0 \(''\) is empty"):
+    pretrain_predictor.match(os.path.join(REPO, "tests/assets/examples/scene.png"), "")
 
 
 def test_a_moved_run_keeps_its_tokenizer(runs, pretrain_predictor, val_examples, tmp_path):

@@ -58,3 +58,15 @@ def test_eval_mode_and_refusal_of_a_mismatched_workdir(small_world, tmp_path, mo
     train.train_and_evaluate(wider, workdir)
   assert sorted(p.name for p in epath.Path(workdir, "checkpoints").iterdir()
                 if p.name.isdigit()) == ["3"]
+
+
+def test_nonfinite_steps_stop_the_run_before_any_save_past_the_limit(small_world, tmp_path):
+  """Zero image statistics make every step non-finite: with a limit of 3, the run stops
+  at step 3's save (the guard reads each step, not only logged ones), saving nothing."""
+  config = _config(small_world, 12, **{"model.image_std": (0.0, 0.0, 0.0),
+                                       "max_consecutive_nonfinite": 3,
+                                       "log_every_steps": 50})
+  workdir = tmp_path / "run"
+  with pytest.raises(train.NonFiniteError, match=r"3 consecutive steps .*\(3 in all\)"):
+    train.train_and_evaluate(config, str(workdir))
+  assert not [p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]

@@ -91,16 +91,21 @@ def test_nonfinite_step_is_skipped_and_counted():
   before = _params(state)
   poisoned = _batch()
   poisoned["images"][0, 0, 0, 0] = np.nan
+  guard, relaxed = train.NonFiniteGuard(3), train.NonFiniteGuard(4)
   for _ in range(3):
     state, metrics = step(state, to_global(poisoned))
+    guard.after_step(metrics)  # reads the step before: the third is still unread
+    relaxed.after_step(metrics)
   assert int(metrics["nonfinite"]) == 1 and int(state.nonfinite_total) == 3
   for a, b in zip(before, _params(state)):
     np.testing.assert_array_equal(a, b)
-  with pytest.raises(train.NonFiniteError, match="3 consecutive steps"):
-    train._check_nonfinite(state, 3)  # pylint: disable=protected-access
-  state, _ = step(state, to_global(_batch()))
+  with pytest.raises(train.NonFiniteError, match=r"3 consecutive steps .*\(3 in all\)"):
+    guard.check_newest()  # as before a save
+  state, metrics = step(state, to_global(_batch()))
+  relaxed.after_step(metrics)  # the third poisoned step's counter, 3 < 4
+  relaxed.check_newest()
   assert int(state.nonfinite_run) == 0 and int(state.nonfinite_max_run) == 3
-  train._check_nonfinite(state, 4)  # pylint: disable=protected-access
+  assert int(metrics["nonfinite_run"]) == 0 and int(metrics["nonfinite_total"]) == 3
 
 
 def test_step_schedule_counts_updates():

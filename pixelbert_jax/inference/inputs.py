@@ -123,6 +123,10 @@ class TextEncoder:
       if not isinstance(text, str):
         raise ValueError(f"texts must be strings, got {type(text).__name__}")
     rows = [self._task.text(text) for text in texts]
+    for index, row in enumerate(rows):
+      if row["text_mask"].sum() <= 2:  # [CLS] [SEP] only: nothing to read
+        raise ValueError(f"text {index} ({texts[index]!r}) is empty after tokenisation; "
+                         "the model would answer it from the image alone")
     return (np.stack([r["token_ids"] for r in rows]),
             np.stack([r["text_mask"] for r in rows]))
 
