@@ -254,8 +254,7 @@ def parse_args():
 def main():
   args = parse_args()
   if args.job:
-    job = json.loads(args.job)
-    print(step_bench.RESULT_PREFIX + json.dumps(JOBS[job["kind"]](job)), flush=True)
+    step_bench.answer(args.job, JOBS, "kind")
     return
   size_name = "tiny" if args.tiny else "paper"
   probe, rows, notes = measure(size_name, args.budget_s)

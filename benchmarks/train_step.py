@@ -403,6 +403,12 @@ def probe_job(job: dict) -> dict:
 JOBS = {"jax": jax_job, "torch": torch_job, "probe": probe_job}
 
 
+def answer(job_json: str, jobs: dict, key: str) -> None:
+  """The worker side of `spawn`: runs `jobs[job[key]]` and prints its RESULT line."""
+  job = json.loads(job_json)
+  print(RESULT_PREFIX + json.dumps(jobs[job[key]](job)), flush=True)
+
+
 def spawn(job: dict, on_cpu: bool, script: str = __file__) -> dict:
   """Runs one job of `script` (`--job=JSON`, a RESULT line back) in a fresh process
   (clean peak memory, cold compile) and returns it."""
@@ -522,8 +528,7 @@ def parse_args():
 def main():
   args = parse_args()
   if args.job:
-    job = json.loads(args.job)
-    print(RESULT_PREFIX + json.dumps(JOBS[job["framework"]](job)), flush=True)
+    answer(args.job, JOBS, "framework")
     return
   probe = spawn(dict(framework="probe"), on_cpu=False)
   jobs, notes = plan(args, probe.get("platform", "cpu") != "cpu")

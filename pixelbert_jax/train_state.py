@@ -133,7 +133,7 @@ def abstract_train_state(plan: ModelPlan, tx: optax.GradientTransformation, seed
       abstract_opt, opt_state_shardings(abstract_opt, plan.params, mesh))
   replicated = _replicated(mesh)
   fields = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=replicated)
-            for k, v in _scalar_fields(seed).items()}
+            for k, v in jax.eval_shape(lambda: _scalar_fields(seed)).items()}
   return TrainState(params=plan.params, batch_stats=plan.batch_stats, opt_state=opt_state,
                     **fields)
 
