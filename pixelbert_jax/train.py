@@ -21,7 +21,8 @@ from clu import parameter_overview
 from etils import epath
 from flax import nnx
 
-from pixelbert_jax import checkpointing, optim, prefetch, sharding, train_state, train_step
+from pixelbert_jax import checkpointing, optim, prefetch, run_config, sharding, train_state
+from pixelbert_jax import train_step, workdir_lock
 from pixelbert_jax import progress as progress_lib
 from pixelbert_jax.evaluators import context as context_lib
 from pixelbert_jax.tasks import base as tasks
@@ -66,12 +67,6 @@ def total_steps(config, batches_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return config.num_train_steps
   return max(1, math.ceil(config.num_epochs * batches_per_epoch))
-
-
-def write_config(config, workdir: epath.Path) -> None:
-  if jax.process_index() == 0:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def make_global(mesh, rules):
@@ -144,6 +139,7 @@ class Run:
   evaluators: dict
   # (host batch, global batch) pairs read ahead of the step (`prefetch`); None in eval.
   train_batches: prefetch.Prefetcher | None
+  resumed_at: int | None  # the step restored from a checkpoint; None for a fresh start
 
 
 def build(config, workdir: str) -> Run:
@@ -164,30 +160,32 @@ def build(config, workdir: str) -> Run:
   # would tie it to the process count that wrote the checkpoint).
   batches = (None if config.mode == "eval" else
              prefetch.Prefetcher(data.train_iterator, to_global, config.device_prefetch))
-  step.state = restore_or_initialize(config, workdir, checkpointer, step, batches, task)
+  resumed_at, step.state = restore_or_initialize(config, workdir, checkpointer, step,
+                                                 batches, task)
   context = context_lib.EvalContext(step.as_model, to_global, workdir)
   return Run(config, workdir, task, data, step, steps, checkpointer, to_global,
-             task.make_evaluators(data, context), batches)
+             task.make_evaluators(data, context), batches, resumed_at)
 
 
 def restore_or_initialize(config, workdir, checkpointer, step: Step, data_iterator,
-                          task: tasks.Task):
-  """Resume order: the workdir's checkpoint, `resume_from`, `init` / `init_from`, scratch."""
+                          task: tasks.Task) -> tuple[int | None, train_state.TrainState]:
+  """(restored step or None, state). Resume order: the workdir's newest readable
+  checkpoint, `resume_from`'s, `init` / `init_from`, scratch."""
   abstract = step.state  # nothing allocated yet: a restore holds one copy
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    logging.info("Resuming from the workdir's checkpoint at step %d", latest)
-    return checkpointer.restore(latest, abstract, data_iterator)
-  if config.resume_from:
-    other = checkpointing.Checkpointer(config.resume_from, every_steps=1, keep=1)
-    resume_step = other.latest_step()
-    logging.info("Resuming from %s at step %s", config.resume_from, resume_step)
-    return other.restore(resume_step, abstract, data_iterator)
+  own = checkpointer.latest_step() is not None
+  source = checkpointer if own else None
+  if source is None and config.resume_from:
+    source = checkpointing.Checkpointer(config.resume_from, every_steps=1, keep=1)
+  if source is not None:
+    restored_step, state = source.restore_latest(abstract, data_iterator,
+                                                 set_aside_damaged=own)
+    logging.info("Resumed from %s at step %d", source.directory, restored_step)
+    return restored_step, state
   step.state = step.initial_state()
   if config.init or config.init_from:
-    return _initialise_weights(config, workdir, step, task)
+    return None, _initialise_weights(config, workdir, step, task)
   logging.info("Starting from scratch.")
-  return step.state
+  return None, step.state
 
 
 def _initialise_weights(config, workdir, step: Step, task: tasks.Task):
@@ -268,10 +266,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # loop needs them, so `build` and `build_step` (benchmarks, an accelerator image
   # without TensorFlow) do not.
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  write_config(config, epath.Path(workdir))
-  run = build(config, workdir)
-  writer = metric_writers.create_default_writer(run.workdir,
-                                                just_logging=jax.process_index() > 0)
+  with workdir_lock.WorkdirLock(workdir):
+    run = build(config, workdir)
+    run_config.record(config, run.workdir, run.resumed_at)
+    writer = metric_writers.create_default_writer(run.workdir,
+                                                  just_logging=jax.process_index() > 0)
+    return _train_or_evaluate(run, writer)
+
+
+def _train_or_evaluate(run: Run, writer) -> dict:
+  """Evaluation only, or the loop; closes the input threads and checkpointer after."""
+  config = run.config
   try:
     if config.mode == "eval":
       return _evaluate(run.evaluators, run.step.state, writer,

@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "pixelbert_jax"
 LAYERS = (
     (0, ("metrics", "models", "sharding", "flops", "distributed")),
     (1, ("data", "weights", "optim", "train_state", "train_step", "checkpointing",
-         "prefetch", "progress")),
+         "prefetch", "progress", "run_config", "workdir_lock")),
     (2, ("evaluators",)),
     (3, ("tasks",)),
     (4, ("train", "inference", "export", "predict", "attention_maps", "main", "tools",
