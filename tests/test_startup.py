@@ -37,6 +37,25 @@ def test_paper_config_without_data_names_every_missing_path(tmp_path):
   assert not workdir.exists()
 
 
+def test_misspelt_override_is_one_line_with_the_suggestion(tmp_path):
+  workdir = tmp_path / "run"
+  done = _main(workdir, "--config=configs/pretrain.py:demo", "--config.trainn_steps=5")
+  assert done.returncode == 2, done.stderr
+  error, hint = _lines(done.stderr)
+  assert error.startswith("FATAL Flags parsing error: --config.trainn_steps:")
+  assert 'Did you mean "num_train_steps"' in error and "--helpshort" in hint
+  assert not workdir.exists()
+
+
+def test_missing_config_file_is_one_line_and_makes_no_workdir(tmp_path):
+  workdir = tmp_path / "run"
+  done = _main(workdir, "--config=configs/nope.py")
+  assert done.returncode == 2, done.stderr
+  error, _ = _lines(done.stderr)
+  assert "cannot load the config file" in error and "configs/nope.py" in error
+  assert not workdir.exists()
+
+
 def test_demo_config_passes(tmp_path):
   assert preflight.problems(pretrain_config.get_config("demo"), str(tmp_path)) == []
 
