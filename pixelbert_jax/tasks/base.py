@@ -9,6 +9,8 @@ A task provides:
 * its model (`make_model`) and objective (`objective`: loss sums, their counts, weights);
 * its data (`make_data`): the tokenizer, the training iterator, what the model's shape
   needs from the data (`meta`, e.g. the VQA answer list) and what evaluation reads;
+  and the `config.data` fields naming real data's files (`data_paths`), which
+  `preflight` checks before a run starts;
 * its evaluators (`make_evaluators`), given the predict functions' context;
 * the modules an init checkpoint (`config.init`) and another run (`config.init_from`)
   fill;
@@ -58,6 +60,15 @@ class TaskData:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataPaths:
+  """The `config.data` fields that name a task's real files and folders (a path or a
+  list of paths each): every `required` field is set; each group of `optional` fields
+  is set all together or not at all. The synthetic world needs none of them."""
+  required: tuple[str, ...] = ()
+  optional: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Command:
   """A `python -m pixelbert_jax.predict` command that runs of a task serve."""
   name: str
@@ -87,6 +98,9 @@ class Task(abc.ABC):
   # Files of a run's workdir that inference reads besides config, tokenizer and
   # weights (`run_meta`); `export` copies them.
   run_files: ClassVar[tuple[str, ...]] = ()
+  # What `make_data` reads for real data (kind other than "synthetic"); checked by
+  # `preflight` before any work, so that every missing path is named at once.
+  data_paths: ClassVar[DataPaths] = DataPaths()
   # For tasks whose model and objective do not depend on the config or the data:
   # `make_model` builds `model_class(model_config, rngs=)` and `objective` returns
   # `fixed_objective`. Other tasks override the methods.

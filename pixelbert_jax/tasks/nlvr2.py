@@ -166,6 +166,7 @@ class Task(base.Task):
 
   name = "nlvr2"
   checkpoint_kind = "NLVR2"
+  data_paths = base.DataPaths(required=("train_file", "eval_file", "images"))
   pair_head = None  # the head takes two pairs' pooled vectors
   model_class = Nlvr2Model
   fixed_objective = base.Objective(loss_fn, counts_fn, LOSS_WEIGHTS)

@@ -242,6 +242,9 @@ class Task(base.Task):
 
   name = "pretrain"
   checkpoint_kind = "pre-training"
+  data_paths = base.DataPaths(
+      required=("karpathy_json", "coco_image_root"),
+      optional=(("vg_regions", "vg_image_data", "vg_image_root"),))
   pair_head = "itm_head"
   capabilities = (matching.CAPABILITY,)
   model_class = PretrainModel

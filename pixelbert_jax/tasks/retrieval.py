@@ -253,6 +253,7 @@ class Task(base.Task):
 
   name = "retrieval"
   checkpoint_kind = "retrieval"
+  data_paths = base.DataPaths(required=("karpathy_json", "images"))
   pair_head = "score_head"
   capabilities = (matching.CAPABILITY,)
 

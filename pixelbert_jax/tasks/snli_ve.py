@@ -160,6 +160,7 @@ class Task(base.Task):
 
   name = "snli_ve"
   checkpoint_kind = "SNLI-VE"
+  data_paths = base.DataPaths(required=("train_file", "eval_file", "images"))
   pair_head = "snli_ve_head"
   model_class = SnliVeModel
   fixed_objective = base.Objective(loss_fn, counts_fn, LOSS_WEIGHTS)

@@ -222,6 +222,10 @@ class Task(base.Task):
   checkpoint_kind = "VQA"
   pair_head = "vqa_head"
   run_files = (VOCAB_FILE,)
+  data_paths = base.DataPaths(
+      required=("train_questions", "train_annotations", "train_images",
+                "eval_questions", "eval_images"),
+      optional=(("eval_annotations",), ("submission_questions", "submission_images")))
   fixed_objective = base.Objective(loss_fn, counts_fn, LOSS_WEIGHTS)
   capabilities = (base.Capability(
       {"answer": answer, "answer_batch": answer_batch},

@@ -29,7 +29,7 @@ STATE_ITEM = "state"
 WEIGHT_FIELDS = ("params", "batch_stats")
 
 
-def _steps(directory: epath.Path) -> list[int]:
+def finished_steps(directory: epath.Path) -> list[int]:
   """The finalised checkpoint steps in an orbax checkpoints folder (orbax knows how a
   save in progress looks, locally and on GCS)."""
   return sorted(step for step in ocp.utils.checkpoint_steps(directory)
@@ -42,7 +42,7 @@ def state_dir(path: str | epath.PathLike) -> epath.Path:
   if (path / STATE_ITEM).exists():
     return path / STATE_ITEM
   directory = path / "checkpoints" if (path / "checkpoints").exists() else path
-  steps = _steps(directory) if directory.is_dir() else []
+  steps = finished_steps(directory) if directory.is_dir() else []
   if not steps:
     raise FileNotFoundError(
         f"init_from={path}: no checkpoint found; expected a workdir with "
