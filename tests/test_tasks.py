@@ -1,14 +1,16 @@
 """The task protocol: tasks found by name, what each offers inference, real-data errors,
-and reading: a copied world reads the copy."""
+and reading: a copied world reads the copy, every task bounds its readers' skips."""
 
 import importlib
 import json
+import logging
 import shutil
 
 from etils import epath
 import pytest
 
 from pixelbert_jax.data import skips as skips_lib
+from pixelbert_jax.data.readers import common as readers_common
 from pixelbert_jax.data.synthetic import cache
 from pixelbert_jax.tasks import base as tasks
 from pixelbert_jax.tasks import common
@@ -50,6 +52,16 @@ def test_real_data_needs_its_paths(small_world, tmp_path, config_name, message):
   config.data.tokenizer = f"wordpiece:{small_world}/vocab.txt"
   with pytest.raises(ValueError, match=message):
     tasks.get(config).make_data(str(tmp_path))
+
+
+# Per task, its training text in the synthetic world: (file, the text field).
+TRAINING_TEXT = {
+    "pretrain": ("coco/dataset_coco.json", "raw"),
+    "retrieval": ("flickr30k/dataset_flickr30k.json", "raw"),  # the demo's data set
+    "vqa": ("vqa/v2_OpenEnded_mscoco_train2014_questions.json", "question"),
+    "nlvr2": ("nlvr2/train.json", "sentence"),
+    "snli_ve": ("snli_ve/snli_ve_train.jsonl", "sentence2"),
+}
 
 
 def _copy_world(small_world, tmp_path) -> epath.Path:
@@ -102,6 +114,9 @@ def test_a_copied_world_reads_the_copy_not_the_original(small_world, tmp_path):
   _blank_texts(karpathy, "raw", every=5)
   with pytest.raises(skips_lib.TooManySkipped, match="empty_text"):
     pretrain.read_examples(config.data, world)
+  karpathy.write_text(karpathy.read_text()[:5000])  # cut short, as a failed copy is
+  with pytest.raises(readers_common.DataFileError, match=f"{karpathy}: not valid JSON"):
+    pretrain.read_examples(config.data, world)
   # The original is untouched and still reads.
   original = _demo_config("pretrain", epath.Path(small_world)).data
   assert pretrain.read_examples(original, cache.read_marker(small_world))[0]
@@ -118,3 +133,33 @@ def test_an_old_marker_of_absolute_paths_reads_under_its_copy(small_world, tmp_p
   world = cache.read_marker(copy)
   assert world["root"] == str(copy)
   assert world["karpathy_coco"] == str(copy / "coco" / "dataset_coco.json")
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING_TEXT))
+def test_every_task_refuses_a_copy_past_its_skip_bound(small_world, tmp_path, name):
+  copy = _copy_world(small_world, tmp_path)
+  file, field = TRAINING_TEXT[name]
+  assert _blank_texts(copy / file, field, every=5)
+  with pytest.raises(skips_lib.TooManySkipped,
+                     match=r"(?s)empty_text: \d+ \(e\.g\. .*max_skip_fraction=0\.01"):
+    tasks.get(_demo_config(name, copy)).make_data(str(tmp_path / "workdir"))
+
+
+def test_pretraining_refuses_5_percent_empty_captions_and_counts_fewer(
+    small_world, tmp_path, caplog):
+  copy = _copy_world(small_world, tmp_path)
+  config = _demo_config("pretrain", copy)
+  world = common.world_or_none(config.data, str(tmp_path))
+  clean = [len(split) for split in pretrain.read_examples(config.data, world)]
+  blanked = _blank_texts(copy / "coco" / "dataset_coco.json", "raw", every=20)
+  with pytest.raises(skips_lib.TooManySkipped) as refused:
+    pretrain.read_examples(config.data, world)
+  # Named by the image file and the caption's place, which a user can look up.
+  assert "COCO_train2014_" in str(refused.value) and "sentences[0]" in str(refused.value)
+  config.data.max_skip_fraction = 0.1
+  with caplog.at_level(logging.INFO):
+    train, held_out = pretrain.read_examples(config.data, world)
+  # The test split is not read for pre-training: its blanked captions are not counted.
+  skipped = sum(clean) - len(train) - len(held_out)
+  assert 0 < skipped <= blanked
+  assert f"'empty_text': {skipped}" in caplog.text
