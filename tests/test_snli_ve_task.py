@@ -17,6 +17,7 @@ from conftest import (REPO, SMALL_IMAGES, TINY_TRANSFORMER, pretrain_tiny, run_m
 from pixelbert_jax.data import data_config
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data.readers import snli_ve as snli_ve_reader
+from pixelbert_jax.data.synthetic import cache
 from pixelbert_jax.inference import Predictor
 from pixelbert_jax.tasks import snli_ve
 
@@ -52,8 +53,7 @@ def test_reader_takes_the_official_lines_and_names_what_it_skips(small_world, tm
 def test_synthetic_labels_need_the_image(small_world):
   # Every hypothesis template is true of some scenes and false of others: the text
   # tells at most which two labels are possible; the image decides.
-  world = dict(line.split("\t", 1) for line in
-               (epath.Path(small_world) / "world.done").read_text().splitlines())
+  world = cache.read_marker(small_world)
   entries = [json.loads(line) for split in ("train", "dev", "test")
              for line in epath.Path(world[f"snli_ve_{split}"]).read_text().splitlines()]
   by_template = collections.defaultdict(collections.Counter)

@@ -24,6 +24,7 @@ from etils import epath
 import numpy as np
 
 from pixelbert_jax.data import records
+from pixelbert_jax.data.readers import common
 from pixelbert_jax.metrics import vqa as vqa_metric
 
 
@@ -90,7 +91,11 @@ class AnswerVocab:
 
   @classmethod
   def load(cls, path: epath.PathLike) -> AnswerVocab:
-    return cls(json.loads(epath.Path(path).read_text())["answers"])
+    """The vocabulary `save` wrote; a damaged file raises `DataFileError` naming it."""
+    answers = common.load_json(path).get("answers")
+    if not isinstance(answers, list):
+      raise common.DataFileError(f"{path}: no `answers` list")
+    return cls(answers)
 
 
 def count_answers(examples: Iterable[records.VqaExample]) -> collections.Counter:

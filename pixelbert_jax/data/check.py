@@ -3,7 +3,8 @@
 Runs the format's reader and opens every image it names with
 `pixelbert_jax.data.images.load_image`, then prints how many examples are
 usable and, per reason, how many would be skipped (with a few example ids).
-Exits with status 1 when the skipped share passes `--max_skip_fraction`.
+Exits with status 1 when the skipped share passes `--max_skip_fraction` or a file
+cannot be parsed at all (the message names the file and the position).
 
 Usage (paths default to the official layout under --root):
   python -m pixelbert_jax.data.check --format coco --root COCO \
@@ -28,6 +29,7 @@ from pixelbert_jax.data import images
 from pixelbert_jax.data import records
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data.readers import coco
+from pixelbert_jax.data.readers import common
 from pixelbert_jax.data.readers import flickr30k
 from pixelbert_jax.data.readers import nlvr2
 from pixelbert_jax.data.readers import visual_genome
@@ -128,10 +130,11 @@ def check_dataset(args: argparse.Namespace) -> tuple[int, skips_lib.SkipCounter]
   skips = skips_lib.SkipCounter(args.format, max_skip_fraction=args.max_skip_fraction)
   usable, cache = 0, {}
   for example_id, paths in _examples(args, skips):
-    problems = [p for p in (_image_problem(path, cache, args.max_pixels)
-                            for path in paths) if p]
-    if problems:
-      skips.skip(f"image_{problems[0]}", example_id)
+    problems = [(path, problem) for path in paths
+                if (problem := _image_problem(path, cache, args.max_pixels))]
+    if problems:  # named by the image file, the thing to fix
+      path, problem = problems[0]
+      skips.skip(f"image_{problem}", path, str(example_id))
     else:
       usable += 1
   return usable, skips
@@ -139,7 +142,11 @@ def check_dataset(args: argparse.Namespace) -> tuple[int, skips_lib.SkipCounter]
 
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
-  usable, skips = check_dataset(args)
+  try:
+    usable, skips = check_dataset(args)
+  except common.DataFileError as error:
+    print(f"FAILED: {error}", file=sys.stderr)
+    return 1
   seen = usable + skips.total
   print(f"{args.format} at {args.root}: {usable} of {seen} examples usable")
   print(skips.summary(seen))

@@ -15,6 +15,8 @@ packed shards are a few large files with random access by index. A packed folder
 
 Bad images are packed as they are (a missing file is marked missing), so the pipeline
 skips and counts the same examples, for the same reasons, as it does on raw files.
+Malformed annotations are left out, counted, and bounded by `--max_skip_fraction`
+as a task's reading is.
 
 Usage:
   python -m pixelbert_jax.data.pack --format karpathy \
@@ -34,8 +36,10 @@ import numpy as np
 
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import records
+from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import sources
 from pixelbert_jax.data.readers import coco
+from pixelbert_jax.data.readers import common
 from pixelbert_jax.data.readers import flickr30k
 from pixelbert_jax.data.readers import nlvr2
 from pixelbert_jax.data.readers import visual_genome
@@ -126,7 +130,7 @@ class PackedSource:
 
   def __init__(self, directory: epath.PathLike):
     directory = epath.Path(directory)
-    self.meta = json.loads((directory / "meta.json").read_text())
+    self.meta = common.load_json(directory / "meta.json")
     with (directory / "index.npz").open("rb") as f:
       index = np.load(f)
       self._image_sizes = index["image_sizes"]
@@ -165,21 +169,27 @@ class PackedSource:
     return self._image_sizes[self._example_images]
 
 
-def _read_records(args: argparse.Namespace) -> Iterable:
-  """The chosen reader's records (malformed annotations are skipped and logged)."""
+def _read_records(args: argparse.Namespace) -> list:
+  """The chosen reader's records; malformed annotations are skipped, counted and
+  bounded (`skips.TooManySkipped`)."""
   splits = tuple(args.splits.split(",")) if args.splits else None
+  skips = skips_lib.SkipCounter(args.format, max_skip_fraction=args.max_skip_fraction)
   readers = {
-      "coco": lambda: coco.read_coco_captions(args.annotations, args.images),
+      "coco": lambda: coco.read_coco_captions(args.annotations, args.images,
+                                              skips=skips),
       "karpathy": lambda: coco.read_karpathy(
-          args.annotations, args.images, splits or coco.PRETRAIN_SPLITS),
+          args.annotations, args.images, splits or coco.PRETRAIN_SPLITS, skips=skips),
       "flickr30k": lambda: flickr30k.read_flickr30k(
-          args.annotations, args.images, splits or ("train",)),
+          args.annotations, args.images, splits or ("train",), skips=skips),
       "vg": lambda: visual_genome.read_visual_genome(
-          args.annotations, args.image_data, args.images),
-      "vqa": lambda: vqa.read_vqa(args.questions, args.annotations, args.images),
-      "nlvr2": lambda: nlvr2.read_nlvr2(args.annotations, args.images),
+          args.annotations, args.image_data, args.images, skips=skips),
+      "vqa": lambda: vqa.read_vqa(args.questions, args.annotations, args.images,
+                                  skips=skips),
+      "nlvr2": lambda: nlvr2.read_nlvr2(args.annotations, args.images, skips=skips),
   }
-  return readers[args.format]()
+  examples = list(readers[args.format]())
+  skips.check(len(examples) + skips.total, final=True)
+  return examples
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,8 +204,13 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--splits", default="", help="Karpathy splits, comma-separated.")
   parser.add_argument("--out", required=True, help="Folder to write shards into.")
   parser.add_argument("--num_shards", type=int, default=1)
+  parser.add_argument("--max_skip_fraction", type=float, default=0.01)
   args = parser.parse_args(argv)
-  meta = pack(_read_records(args), args.out, args.num_shards, format_name=args.format)
+  try:
+    examples = _read_records(args)
+  except (skips_lib.TooManySkipped, common.DataFileError) as error:
+    raise SystemExit(f"FAILED: {error}") from error
+  meta = pack(examples, args.out, args.num_shards, format_name=args.format)
   print(f"Packed {meta['num_examples']} examples and {meta['num_images']} images "
         f"({meta['num_missing_images']} missing) into {args.num_shards} shards "
         f"under {args.out}.")

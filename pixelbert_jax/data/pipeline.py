@@ -139,9 +139,10 @@ class SkipBoundIterator(grain.DatasetIterator):
     return batch
 
   def _record_skip(self, reason: str, index: int) -> None:
+    # Named by its image files, which a user can find (the index is ours alone).
     self.skipped[reason] += 1
-    names = ", ".join(self._spec.source.image_names(index))
-    self.skips.skip(reason, f"example {index}", names)
+    self.skips.skip(reason, ", ".join(self._spec.source.image_names(index)),
+                    f"example {index}")
 
   def _check(self, final: bool) -> None:
     total = sum(self.skipped.values())

@@ -12,7 +12,6 @@ the same batches from either.
 from collections.abc import Mapping, Sequence
 import functools
 import io
-import json
 import warnings
 
 from etils import epath
@@ -21,6 +20,7 @@ from PIL import Image
 
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import records
+from pixelbert_jax.data.readers import common
 
 # EXIF orientations 5-8 turn the image by 90 degrees: `load_image` swaps its sides.
 _TRANSPOSING_ORIENTATIONS = frozenset((5, 6, 7, 8))
@@ -111,7 +111,7 @@ class RawSource:
 def coco_image_sizes(annotation_file: epath.PathLike,
                      image_dir: epath.PathLike) -> dict[str, tuple[int, int]]:
   """path -> (height, width) from a COCO captions file, paths as `read_coco_captions`."""
-  data = json.loads(epath.Path(annotation_file).read_text())
+  data = common.load_json(annotation_file)
   return {str(epath.Path(image_dir) / image["file_name"]):
           (int(image["height"]), int(image["width"]))
           for image in data.get("images") or () if _has_size(image)}

@@ -100,7 +100,7 @@ class TfdsCaptionsSource:
   def __init__(self, splits: str | Sequence[str] = coco.PRETRAIN_SPLITS, *,
                name: str = "coco_captions", data_dir: epath.PathLike | None = None,
                builder_dir: epath.PathLike | None = None, num_threads: int = 16,
-               source: str = "karpathy_coco"):
+               source: str = "karpathy_coco", max_skip_fraction: float = 0.01):
     """Opens the dataset and indexes its captions and image sizes.
 
     Args:
@@ -115,6 +115,8 @@ class TfdsCaptionsSource:
       num_threads: threads for the indexing pass (it is I/O-bound on `gs://`).
       source: the `source` field of the records; the default matches
         `readers.coco.read_karpathy`.
+      max_skip_fraction: the largest share of unusable captions tolerated
+        (`skips.TooManySkipped` past it), as a task's reading bounds it.
     """
     self._split = splits if isinstance(splits, str) else "+".join(splits)
     self._source = source
@@ -124,20 +126,22 @@ class TfdsCaptionsSource:
       self._records = _open_registered(name, data_dir, self._split)
     # Workers reopen the folder, which spares them the registered builder's imports.
     self._builder_dir = str(self._records.dataset_info.data_dir)
-    self._index(num_threads)
+    self._index(num_threads, max_skip_fraction)
 
-  def _index(self, num_threads: int) -> None:
+  def _index(self, num_threads: int, max_skip_fraction: float) -> None:
     """Reads every record once: caption → example map, texts, names and sizes."""
     start = time.perf_counter()
     infos = _read_all(self._records, num_threads)
-    skips = skips_lib.SkipCounter(f"tfds:{self._builder_dir}")
+    skips = skips_lib.SkipCounter(f"tfds:{self._builder_dir}",
+                                  max_skip_fraction=max_skip_fraction)
     example_records, texts = [], []
     for index, info in enumerate(infos):
       for number, caption in enumerate(info.captions):
-        text = common.checked_text(caption, f"{info.image_id}/caption{number}", skips)
+        text = common.checked_text(caption, f"{info.filename} captions[{number}]", skips)
         if text is not None:
           example_records.append(index)
           texts.append(text)
+    skips.check(len(texts) + skips.total, final=True)
     self._example_records = np.asarray(example_records, np.int64)
     self._texts = _Strings.pack(texts)
     self._filenames = _Strings.pack([info.filename for info in infos])

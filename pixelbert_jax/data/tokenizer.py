@@ -30,6 +30,8 @@ from tokenizers import models
 from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 
+from pixelbert_jax.data.readers import common
+
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 BERT_SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 
@@ -117,7 +119,13 @@ class WordPieceTokenizer(Tokenizer):
   def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True
                       ) -> "WordPieceTokenizer":
     """Loads a BERT vocab.txt (one token a line; the line number is the id)."""
-    lines = epath.Path(path).read_text(encoding="utf-8").splitlines()
+    data = epath.Path(path).read_bytes()
+    try:
+      lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+      line = data[:error.start].count(b"\n") + 1
+      raise common.DataFileError(f"{path}:{line}: not UTF-8 text ({error.reason}); "
+                                 "is it a vocab.txt?") from error
     # BERT's loader keeps the first id of a repeated token; so do we.
     vocab = {}
     for index, token in enumerate(lines):
@@ -178,7 +186,11 @@ class SentencePieceTokenizer(Tokenizer):
 
   @classmethod
   def from_model_file(cls, path: str | os.PathLike) -> "SentencePieceTokenizer":
-    return cls(epath.Path(path).read_bytes())
+    try:
+      return cls(epath.Path(path).read_bytes())
+    except RuntimeError as error:  # SentencePiece's parse error names no file
+      raise common.DataFileError(f"{path}: not a SentencePiece model ({error})"
+                                 ) from error
 
   def _find_piece(self, role: str) -> int:
     for piece in _SENTENCEPIECE_CANDIDATES[role]:

@@ -83,9 +83,16 @@ def read_labels(jsonl_path: str | epath.PathLike) -> dict[str, bool]:
   labels = {}
   with epath.Path(jsonl_path).open(encoding="utf-8") as f:
     for number, line in enumerate(f, 1):
-      if line.strip():
+      if not line.strip():
+        continue
+      where = f"{jsonl_path}:{number}"
+      try:
         entry = json.loads(line)
-        labels[entry["identifier"]] = _parse_bool(entry["label"], f"line {number}")
+        identifier, label = entry["identifier"], entry["label"]
+      except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{where}: not a JSON object with an identifier and a label "
+                         f"({error!r})") from error
+      labels[identifier] = _parse_bool(label, where)
   return labels
 
 
@@ -106,12 +113,12 @@ def read_predictions(path: str | epath.PathLike) -> dict[str, bool]:
       if not line.strip():
         continue
       # Like the official reader: the first two comma-separated fields count.
-      fields = line.strip().split(",")
+      fields, where = line.strip().split(","), f"{path}:{number}"
       if len(fields) < 2:
-        raise ValueError(f"line {number}: expected 'identifier,True|False'")
+        raise ValueError(f"{where}: expected 'identifier,True|False'")
       if fields[0] in predictions:
-        raise ValueError(f"line {number}: a second prediction for {fields[0]}")
-      predictions[fields[0]] = _parse_bool(fields[1], f"line {number}")
+        raise ValueError(f"{where}: a second prediction for {fields[0]}")
+      predictions[fields[0]] = _parse_bool(fields[1], where)
   return predictions
 
 

@@ -222,10 +222,10 @@ def read_examples(data_cfg, world: dict | None) -> tuple[list, list]:
 
   def read_train(skips):
     train = _karpathy(karpathy, image_root, ("train", "restval"), skips)
-    if regions[0]:
-      test = _karpathy(karpathy, image_root, ("test",), skips)
+    if regions[0]:  # the test images' ids only: their captions are no pre-training data
+      test_ids = coco.karpathy_coco_ids(karpathy, ("test",))
       train += list(visual_genome.read_visual_genome(
-          *regions, exclude_coco_ids={int(e.image_id) for e in test}, skips=skips))
+          *regions, exclude_coco_ids=test_ids, skips=skips))
     return [("train", e) for e in train]
 
   found = common.read_split("pretrain-readers", [read_train, lambda skips: [

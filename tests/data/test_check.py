@@ -68,6 +68,9 @@ def test_damage_is_counted_per_reason_and_fails_past_the_bound(world, capsys):
   for reason in ("image_missing: 5", "image_empty: 5", "image_truncated: 5",
                  "image_undecodable: 5", "empty_text: 1"):
     assert reason in captured.out
+  # A damaged image is named by its file, the thing to fix.
+  assert re.search(r"image_missing: 5 \(e\.g\. [^)]*train2014/COCO_train2014_\d+\.jpg",
+                   captured.out)
   assert "39 of 60 examples usable" in captured.out
   assert "max_skip_fraction" in captured.err
   assert check.main(["--format", "coco", "--root", world["coco_root"],
@@ -91,3 +94,13 @@ def test_command_line_exits_non_zero_past_the_bound(world):
   # The train questions point at train2014 images, which are not in val2014.
   assert result.returncode == 1, result.stderr
   assert "image_missing" in result.stdout
+
+
+def test_a_file_cut_short_fails_naming_the_file(world, capsys):
+  path = world["coco_captions_train"]
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text[:len(text) // 2])
+  assert check.main(["--format", "coco", "--root", world["coco_root"]]) == 1
+  assert f"FAILED: {path}: not valid JSON at line 1, column" in capsys.readouterr().err

@@ -1,9 +1,11 @@
 """Tests of packing records into ArrayRecord shards: packed batches equal raw batches."""
 
+import json
+
 import numpy as np
 import pytest
 
-from conftest import assert_same_batches
+from conftest import assert_same_batches, load_json
 from pixelbert_jax.data import pack
 from pixelbert_jax.data import pipeline
 from pixelbert_jax.data import records
@@ -82,3 +84,19 @@ def test_cli_packs_vqa_and_nlvr2_with_typed_records(world, tmp_path):
   packed = pack.PackedSource(tmp_path / "nlvr2")
   assert [packed.record(i) for i in range(len(packed))] == pairs
   assert packed.image_sizes().shape == (len(pairs), 2, 2)
+
+
+def test_cli_bounds_the_skipped_annotations(world, tmp_path):
+  data = load_json(world["karpathy_coco"])
+  for image in data["images"][::4]:  # a quarter of the images lose a caption
+    image["sentences"][0]["raw"] = ""
+  annotations = tmp_path / "dataset_coco.json"
+  annotations.write_text(json.dumps(data))
+  args = ["--format", "karpathy", "--annotations", str(annotations),
+          "--images", world["coco_root"], "--out", str(tmp_path / "packed")]
+  with pytest.raises(SystemExit, match=r"(?s)FAILED: .*empty_text: \d+ \(e\.g\. COCO_"):
+    pack.main(args)
+  assert not (tmp_path / "packed").exists()
+  pack.main(args + ["--max_skip_fraction", "0.1"])
+  assert len(pack.PackedSource(tmp_path / "packed")) == len(
+      list(coco.read_karpathy(annotations, world["coco_root"])))

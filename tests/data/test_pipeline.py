@@ -183,7 +183,9 @@ def test_bad_images_are_counted_with_reasons_and_marked_invalid(with_bad_images,
   assert sum(int(b["valid"].sum()) for b in batches) == len(with_bad_images) - 3
   for batch in batches:
     assert not batch["mlm_weights"][~batch["valid"]].any()
-  assert iterator.skips.examples("missing") == [f"example {len(with_bad_images) - 1}"]
+  # Named by the image file a user can find, not by the example's index.
+  assert iterator.skips.examples("missing") == [with_bad_images[-1].image_path]
+  assert with_bad_images[-1].image_path in iterator.skips.summary()
 
 
 def test_too_many_skipped_raises(with_bad_images, tokenizer):

@@ -1,17 +1,25 @@
-"""Tests for the format readers: the synthetic world round-trips, bad entries are counted."""
+"""Tests for the format readers: the synthetic world round-trips, bad entries are counted
+and named by what a user can find, a file that cannot be parsed is named."""
 
 import json
 
 import pytest
 
 from conftest import load_json
+from pixelbert_jax.data import answers
+from pixelbert_jax.data import pack
 from pixelbert_jax.data import skips as skips_lib
+from pixelbert_jax.data import sources
 from pixelbert_jax.data import synthetic
+from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.data.readers import coco
+from pixelbert_jax.data.readers import common
 from pixelbert_jax.data.readers import flickr30k
 from pixelbert_jax.data.readers import nlvr2
 from pixelbert_jax.data.readers import visual_genome
+from pixelbert_jax.data.readers import snli_ve
 from pixelbert_jax.data.readers import vqa
+from pixelbert_jax.metrics import nlvr2 as nlvr2_metric
 
 BAD_UTF8 = b"\xff\xfe broken"
 
@@ -82,6 +90,9 @@ def test_coco_captions_count_every_bad_entry(tmp_path):
   assert skips.counts == {"missing_field": 2, "empty_text": 1, "bad_encoding": 1,
                           "missing_image": 1}
   assert "13" in skips.examples("bad_encoding")
+  # The image without an id by its file name, captions by their official ids.
+  assert skips.examples("missing_field") == ["no_id.jpg", "11"]
+  assert "missing_image: 1 (e.g. 14)" in skips.summary()
 
 
 def _karpathy_image(split, raws, **extra):
@@ -100,6 +111,8 @@ def test_karpathy_and_flickr30k_skip_bad_sentences_and_images(tmp_path):
   items = list(flickr30k.read_flickr30k(path, tmp_path, skips=skips))
   assert [(i.image_id, i.text) for i in items] == [("x", "A cat.")]
   assert skips.counts == {"empty_text": 1, "bad_encoding": 1, "missing_field": 1}
+  assert skips.examples("empty_text") == ["x.jpg sentences[1]"]
+  assert skips.examples("missing_field") == ["y.jpg"]
 
 
 def test_visual_genome_counts_bad_regions_and_unknown_images(tmp_path):
@@ -123,6 +136,8 @@ def test_visual_genome_counts_bad_regions_and_unknown_images(tmp_path):
       ("red ball", str(tmp_path / "VG_100K_2" / "1.jpg"))]
   assert skips.counts == {"missing_field": 3, "empty_text": 1, "bad_encoding": 1,
                           "missing_image": 1}
+  assert skips.examples("missing_field") == [
+      "image_data.json[2]", "region 8", "region_descriptions.json[3]"]
 
 
 def _answers(answer):
@@ -153,6 +168,7 @@ def test_vqa_counts_questions_without_annotations_and_bad_fields(tmp_path):
   assert skips.counts == {"missing_annotation": 1, "empty_text": 1, "bad_encoding": 1,
                           "missing_field": 2}
   assert skips.examples("missing_annotation") == ["1001"]
+  assert skips.examples("missing_field") == ["1004", "1005"]
 
 
 def test_nlvr2_counts_missing_images_bad_lines_and_labels(tmp_path):
@@ -178,3 +194,96 @@ def test_nlvr2_counts_missing_images_bad_lines_and_labels(tmp_path):
   assert examples[0].right_path == str(images / "dev-7-0-img1.png")
   assert skips.counts == {"missing_image": 1, "bad_json": 1, "bad_label": 1,
                           "bad_encoding": 1, "missing_field": 1}
+  assert skips.examples("bad_json") == ["dev.json:3"]
+  assert skips.examples("missing_field") == ["dev.json:7"]
+  assert skips.examples("missing_image") == ["dev-7-1-0"]
+
+
+CUT_SHORT = '{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id'
+
+# Every reader of a whole-file JSON format, called on one file cut short.
+JSON_READERS = {
+    "coco": lambda f, d: list(coco.read_coco_captions(f, d)),
+    "karpathy": lambda f, d: list(coco.read_karpathy(f, d)),
+    "karpathy_retrieval": lambda f, d: list(coco.read_karpathy_retrieval(f, d)),
+    "karpathy_ids": lambda f, d: coco.karpathy_coco_ids(f, ("test",)),
+    "flickr30k": lambda f, d: list(flickr30k.read_flickr30k(f, d)),
+    "vg_regions": lambda f, d: list(visual_genome.read_visual_genome(
+        f, _vg_image_data(d), d)),
+    "vg_image_data": lambda f, d: list(visual_genome.read_visual_genome(
+        _vg_regions(d), f, d)),
+    "vqa_questions": lambda f, d: list(vqa.read_vqa(f, None, d)),
+    "vqa_annotations": lambda f, d: list(vqa.read_vqa(_vqa_questions(d), f, d)),
+    "vqa_question_ids": lambda f, d: vqa.question_ids(f),
+    "coco_image_sizes": lambda f, d: sources.coco_image_sizes(f, d),
+    "answer_vocab": lambda f, d: answers.AnswerVocab.load(f),
+    "pack_meta": lambda f, d: pack.PackedSource(f.parent),
+}
+
+
+def _vg_image_data(folder):
+  (folder / "image_data.json").write_text('[{"image_id": 1}]')
+  return folder / "image_data.json"
+
+
+def _vg_regions(folder):
+  (folder / "region_descriptions.json").write_text('[{"id": 1, "regions": []}]')
+  return folder / "region_descriptions.json"
+
+
+def _vqa_questions(folder):
+  (folder / "q.json").write_text(json.dumps({"questions": [
+      {"image_id": 1, "question": "What?", "question_id": 7}]}))
+  return folder / "q.json"
+
+
+@pytest.mark.parametrize("reader", sorted(JSON_READERS))
+def test_a_json_file_cut_short_is_named_with_its_position(tmp_path, reader):
+  path = tmp_path / ("meta.json" if reader == "pack_meta" else "annotations.json")
+  path.write_text(CUT_SHORT)
+  with pytest.raises(common.DataFileError,
+                     match=f"{path}: not valid JSON at line 1, column ") as raised:
+    JSON_READERS[reader](path, tmp_path)
+  assert isinstance(raised.value, ValueError)
+  assert isinstance(raised.value.__cause__, json.JSONDecodeError)
+
+
+def test_a_json_file_of_the_wrong_shape_is_named(tmp_path):
+  path = tmp_path / "region_descriptions.json"
+  path.write_text('{"regions": []}')
+  with pytest.raises(common.DataFileError, match=f"{path}: expected a JSON array"):
+    list(visual_genome.read_visual_genome(path, _vg_image_data(tmp_path), tmp_path))
+
+
+@pytest.mark.parametrize("reader", ["nlvr2", "snli_ve"])
+def test_a_json_lines_file_cut_short_skips_its_last_line_by_file_and_line(tmp_path,
+                                                                          reader):
+  path = tmp_path / "dev.jsonl"
+  path.write_text('{"identifier": "dev-1-0-0", "pairID": "p0", "sentence": "A."}\n'
+                  '{"identifier": "dev-1-1-0", "sent')
+  skips = skips_lib.SkipCounter()
+  read = {"nlvr2": nlvr2.read_nlvr2, "snli_ve": snli_ve.read_snli_ve}[reader]
+  list(read(path, tmp_path, skips=skips))
+  assert skips.examples("bad_json") == ["dev.jsonl:2"]
+
+
+def test_official_nlvr2_files_cut_short_are_named_with_the_line(tmp_path):
+  labels = tmp_path / "dev.json"
+  labels.write_text('{"identifier": "dev-1-0-0", "label": "True"}\n{"identifier": "d')
+  with pytest.raises(ValueError, match=f"{labels}:2: not a JSON object"):
+    nlvr2_metric.read_labels(labels)
+  predictions = tmp_path / "predictions.csv"
+  predictions.write_text("dev-1-0-0,True\ndev-1-1-0")
+  with pytest.raises(ValueError, match=f"{predictions}:2: expected"):
+    nlvr2_metric.read_predictions(predictions)
+
+
+def test_a_damaged_tokenizer_file_is_named(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_bytes(b"[PAD]\n[UNK]\n\xff\xfe\n")
+  with pytest.raises(common.DataFileError, match=f"{vocab}:3: not UTF-8"):
+    tokenizer_lib.WordPieceTokenizer.from_vocab_file(vocab)
+  model = tmp_path / "spm.model"
+  model.write_bytes(b"not a model")
+  with pytest.raises(common.DataFileError, match=f"{model}: not a SentencePiece model"):
+    tokenizer_lib.SentencePieceTokenizer.from_model_file(model)

@@ -18,6 +18,7 @@ from tensorflow_datasets.object_detection import coco_captions
 
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import pipeline
+from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import sources
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.data import tfds_source
@@ -75,8 +76,16 @@ def data_dir(world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pretrain_source(data_dir):
+  # One blank caption in this small set passes the default bound of 1 %.
   return tfds_source.TfdsCaptionsSource(("train", "restval"), data_dir=data_dir,
-                                        num_threads=2)
+                                        num_threads=2, max_skip_fraction=0.05)
+
+
+def test_the_default_bound_refuses_the_blank_caption_naming_its_image(data_dir):
+  with pytest.raises(skips_lib.TooManySkipped,
+                     match=r"empty_text: 1 \(e\.g\. COCO_train2014_\d+\.jpg captions\[5\]"):
+    tfds_source.TfdsCaptionsSource(("train", "restval"), data_dir=data_dir,
+                                   num_threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +127,8 @@ def test_image_bytes_decode_to_the_original_pixels(pretrain_source, karpathy):
 
 def test_directory_and_pickled_sources_answer_alike(pretrain_source, data_dir):
   builder_dir = os.path.join(data_dir, "coco_captions", "2014", "1.1.0")
-  others = [tfds_source.TfdsCaptionsSource("train+restval", builder_dir=builder_dir),
+  others = [tfds_source.TfdsCaptionsSource("train+restval", builder_dir=builder_dir,
+                                           max_skip_fraction=0.05),
             pickle.loads(pickle.dumps(pretrain_source))]
   for other in others:
     assert len(other) == len(pretrain_source)

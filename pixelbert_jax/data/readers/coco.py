@@ -21,12 +21,13 @@ from pixelbert_jax.data.readers import common
 PRETRAIN_SPLITS = ("train", "restval")
 
 
-def _image_paths(data: dict, image_dir: epath.Path,
+def _image_paths(data: dict, annotation_file: epath.PathLike, image_dir: epath.Path,
                  skips: skips_lib.SkipCounter) -> dict[int, str]:
   """image id -> file path, from the `images` list of a captions file."""
   paths = {}
   for index, image in enumerate(data.get("images") or ()):
-    if common.require(image, ("id", "file_name"), f"images[{index}]", skips):
+    name = common.entry_id(image, "file_name", annotation_file, "images", index)
+    if common.require(image, ("id", "file_name"), name, skips):
       paths[image["id"]] = str(image_dir / image["file_name"])
   return paths
 
@@ -44,10 +45,9 @@ def read_coco_captions(annotation_file: epath.PathLike, image_dir: epath.PathLik
   """
   skips = common.counter_or_new(skips, "coco")
   data = common.load_json(annotation_file)
-  paths = _image_paths(data, epath.Path(image_dir), skips)
+  paths = _image_paths(data, annotation_file, epath.Path(image_dir), skips)
   for index, annotation in enumerate(data.get("annotations") or ()):
-    example_id = (annotation.get("id", f"annotations[{index}]")
-                  if isinstance(annotation, dict) else f"annotations[{index}]")
+    example_id = common.entry_id(annotation, "id", annotation_file, "annotations", index)
     if not common.require(annotation, ("image_id", "caption"), example_id, skips):
       continue
     if annotation["image_id"] not in paths:
@@ -67,12 +67,13 @@ def karpathy_entries(dataset_json: epath.PathLike, splits: Iterable[str],
   """(image id, image path, usable captions) per image of a Karpathy split file.
 
   Captions are taken from each sentence's `raw` text; unusable ones are skipped
-  one by one, and an image left with no caption is skipped as a whole.
+  one by one (named "<image file> sentences[k]"), and an image left with no caption
+  is left out as a whole.
   """
   wanted = set(splits)
   for index, image in enumerate(common.load_json(dataset_json).get("images") or ()):
-    if not common.require(image, ("filename", "split", "sentences"),
-                          f"images[{index}]", skips):
+    name = common.entry_id(image, "filename", dataset_json, "images", index)
+    if not common.require(image, ("filename", "split", "sentences"), name, skips):
       continue
     if image["split"] not in wanted:
       continue
@@ -80,11 +81,19 @@ def karpathy_entries(dataset_json: epath.PathLike, splits: Iterable[str],
     texts = []
     for number, sentence in enumerate(image["sentences"]):
       raw = sentence.get("raw") if isinstance(sentence, dict) else None
-      text = common.checked_text(raw, f"{image_id}/sentence{number}", skips)
+      text = common.checked_text(raw, f"{image['filename']} sentences[{number}]", skips)
       if text is not None:
         texts.append(text)
     if texts:
       yield image_id, image_path(image), texts
+
+
+def karpathy_coco_ids(dataset_json: epath.PathLike, splits: Iterable[str]) -> set[int]:
+  """The COCO id of every image of the chosen splits, whatever its captions: the
+  images to keep out of other data sets (pre-training's VG keeps out the test split)."""
+  wanted, images = set(splits), common.load_json(dataset_json).get("images") or ()
+  return {int(image["cocoid"]) for image in images
+          if isinstance(image, dict) and image.get("split") in wanted and "cocoid" in image}
 
 
 def _karpathy_coco_path(image_root: epath.Path) -> Callable[[dict], str]:

@@ -1,8 +1,11 @@
-"""Helpers the format readers share: reading JSON, checking text fields.
+"""Helpers the format readers share: reading JSON, checking text fields, naming entries.
 
 Files are read through `etils.epath`, so local paths and `gs://` URLs both work.
 Bytes are decoded with `surrogateescape`, so one entry with invalid UTF-8 is
-caught (and skipped) on its own instead of failing the whole file.
+caught (and skipped) on its own instead of failing the whole file. A file that
+cannot be parsed at all raises `DataFileError`, naming the file and the position.
+Skipped entries are named by what a user can search for: an official id, or the
+file and the entry's place in it (`entry_name`).
 """
 
 from __future__ import annotations
@@ -23,15 +26,46 @@ BAD_LABEL = "bad_label"
 MISSING_IMAGE = "missing_image"
 MISSING_ANNOTATION = "missing_annotation"
 
+_JSON_NAMES = {dict: "object", list: "array"}  # for errors: what the top level must be
+
+
+class DataFileError(ValueError):
+  """A data file that cannot be parsed; the message names the file and where."""
+
 
 def read_text(path: epath.PathLike) -> str:
   """A file's text; invalid UTF-8 bytes survive as lone surrogates."""
   return epath.Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
 
 
-def load_json(path: epath.PathLike) -> Any:
-  """Parses a whole JSON file (annotation files are single JSON documents)."""
-  return json.loads(read_text(path))
+def load_json(path: epath.PathLike, expected: type = dict) -> Any:
+  """Parses a whole JSON file (annotation files are single JSON documents) whose top
+  level is of the `expected` type; raises `DataFileError` naming the file otherwise."""
+  try:
+    value = json.loads(read_text(path))
+  except json.JSONDecodeError as error:
+    raise DataFileError(
+        f"{path}: not valid JSON at line {error.lineno}, column {error.colno} "
+        f"({error.msg}); is the file cut short?") from error
+  if not isinstance(value, expected):
+    raise DataFileError(f"{path}: expected a JSON {_JSON_NAMES[expected]} at the top "
+                        f"level, found {type(value).__name__}")
+  return value
+
+
+def entry_name(path: epath.PathLike, field: str, index: int) -> str:
+  """Where an entry sits in its file: "file.json field[index]", or "file.json[index]"
+  in a file whose top level is the list."""
+  return f"{epath.Path(path).name}{f' {field}' if field else ''}[{index}]"
+
+
+def entry_id(entry: Any, key: str, path: epath.PathLike, field: str,
+             index: int) -> object:
+  """The entry's official id `key` (a caption id, a question_id, a file name), or,
+  without one, where it sits in its file (`entry_name`)."""
+  if isinstance(entry, dict) and entry.get(key) is not None:
+    return entry[key]
+  return entry_name(path, field, index)
 
 
 def iter_json_lines(path: epath.PathLike, skips: skips_lib.SkipCounter

@@ -76,7 +76,7 @@ def read_nlvr2(jsonl_file: epath.PathLike, image_dir: epath.PathLike, *,
   skips = common.counter_or_new(skips, "nlvr2")
   image_dir = epath.Path(image_dir)
   for number, entry in common.iter_json_lines(jsonl_file, skips):
-    identifier = entry.get("identifier") or f"line {number}"
+    identifier = entry.get("identifier") or f"{epath.Path(jsonl_file).name}:{number}"
     if not common.require(entry, ("identifier", "sentence"), identifier, skips):
       continue
     sentence = common.checked_text(entry["sentence"], identifier, skips)

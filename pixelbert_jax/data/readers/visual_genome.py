@@ -18,15 +18,16 @@ from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data.readers import common
 
 
-def _image_paths(image_data: list, image_root: epath.Path,
+def _image_paths(image_data_file: epath.PathLike, image_root: epath.Path,
                  exclude_coco_ids: set[int], skips: skips_lib.SkipCounter
                  ) -> tuple[dict[int, str], set[int]]:
   """(image id -> file path, ids left out because their COCO id is excluded)."""
   paths, left_out = {}, set()
-  for index, image in enumerate(image_data):
+  for index, image in enumerate(common.load_json(image_data_file, list)):
     image_id = image.get("image_id", image.get("id")) if isinstance(image, dict) else None
     if image_id is None:
-      skips.skip(common.MISSING_FIELD, f"image_data[{index}]", "no image_id")
+      skips.skip(common.MISSING_FIELD, common.entry_name(image_data_file, "", index),
+                 "no image_id")
       continue
     if image.get("coco_id") in exclude_coco_ids:
       left_out.add(image_id)
@@ -52,12 +53,13 @@ def read_visual_genome(region_descriptions: epath.PathLike,
     skips: where malformed entries are counted (a new counter if None).
   """
   skips = common.counter_or_new(skips, "visual_genome")
-  paths, left_out = _image_paths(common.load_json(image_data),
-                                 epath.Path(image_root), set(exclude_coco_ids), skips)
-  for index, entry in enumerate(common.load_json(region_descriptions)):
+  paths, left_out = _image_paths(image_data, epath.Path(image_root),
+                                 set(exclude_coco_ids), skips)
+  for index, entry in enumerate(common.load_json(region_descriptions, list)):
     image_id = entry.get("id") if isinstance(entry, dict) else None
     if image_id is None or not isinstance(entry.get("regions"), list):
-      skips.skip(common.MISSING_FIELD, f"region_descriptions[{index}]",
+      skips.skip(common.MISSING_FIELD,
+                 common.entry_id(entry, "id", region_descriptions, "", index),
                  "no id or regions")
       continue
     if image_id in left_out:
@@ -72,7 +74,8 @@ def _phrases(regions: list, image_id: int, path: str,
              skips: skips_lib.SkipCounter) -> Iterator[records.ImageText]:
   for number, region in enumerate(regions):
     region_id = region.get("region_id") if isinstance(region, dict) else None
-    example_id = f"region {region_id if region_id is not None else f'{image_id}/{number}'}"
+    example_id = (f"region {region_id}" if region_id is not None
+                  else f"image {image_id} regions[{number}]")
     phrase = region.get("phrase") if isinstance(region, dict) else None
     text = common.checked_text(phrase, example_id, skips)
     if text is not None:

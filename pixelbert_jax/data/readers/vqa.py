@@ -30,7 +30,9 @@ def _annotations_by_id(annotations_file: epath.PathLike,
                        skips: skips_lib.SkipCounter) -> dict[int, dict]:
   by_id = {}
   for index, annotation in enumerate(common.load_json(annotations_file).get("annotations") or ()):
-    if common.require(annotation, ("question_id", "answers"), f"annotations[{index}]", skips):
+    example_id = common.entry_id(annotation, "question_id", annotations_file,
+                                 "annotations", index)
+    if common.require(annotation, ("question_id", "answers"), example_id, skips):
       by_id[annotation["question_id"]] = annotation
   return by_id
 
@@ -77,8 +79,8 @@ def read_vqa(questions_file: epath.PathLike, annotations_file: epath.PathLike | 
   annotations = (_annotations_by_id(annotations_file, skips)
                  if annotations_file is not None else None)
   for index, question in enumerate(data.get("questions") or ()):
-    example_id = (question.get("question_id", f"questions[{index}]")
-                  if isinstance(question, dict) else f"questions[{index}]")
+    example_id = common.entry_id(question, "question_id", questions_file, "questions",
+                                 index)
     if not common.require(question, _QUESTION_KEYS, example_id, skips):
       continue
     text = common.checked_text(question["question"], example_id, skips)

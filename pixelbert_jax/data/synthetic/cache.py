@@ -2,7 +2,9 @@
 
 `ensure(data_cfg, workdir)` writes the world under `data.root` the first time and
 leaves a marker listing its files; later runs, and every process after the first, read
-the marker. Without `data.root` the world goes to a cache folder shared by every run
+the marker. The marker holds paths relative to the world's folder and is read against
+the folder it sits in, so a copied or moved world reads its own files, never the
+original's. Without `data.root` the world goes to a cache folder shared by every run
 (`$PIXELBERT_CACHE`, by default `~/.cache/pixelbert_jax`), named by its seed, size and
 `formats.WORLD_VERSION`, so pre-training and every fine-tuning demo read one world.
 Things derived from the world (the demos' synthetic backbone) are kept beside it.
@@ -56,11 +58,27 @@ def ensure(data_cfg, workdir: str) -> dict[str, str]:
                  data_cfg.synthetic_num_images, root)
     paths = generate(str(root), seed=data_cfg.synthetic_seed,
                      num_images=data_cfg.synthetic_num_images)
-    marker.write_text("\n".join(f"{k}\t{v}" for k, v in sorted(paths.items())))
+    marker.write_text("".join(f"{name}\t{os.path.relpath(path, str(root))}\n"
+                              for name, path in sorted(paths.items())))
   return read_marker(root)
 
 
-def read_marker(root: epath.Path) -> dict[str, str]:
-  """{name: path} of the world written under `root`."""
-  marker = root / WORLD_MARKER
-  return dict(line.split("\t", 1) for line in marker.read_text().splitlines())
+def read_marker(root: epath.PathLike) -> dict[str, str]:
+  """{name: path} of the world written under `root`, each path under `root`.
+
+  Markers from before paths were relative hold the paths as `generate` returned them
+  and name the folder they were written in ("root"); each such path is taken relative
+  to that folder and read under `root`, so that a copy of an old world reads the copy
+  too. A path outside that folder is kept as it is.
+  """
+  root = epath.Path(root)
+  entries = dict(line.split("\t", 1)
+                 for line in (root / WORLD_MARKER).read_text().splitlines() if line)
+  written_in = entries.get("root", ".")  # "." in a marker of relative paths
+  return {name: str(root / _under(path, written_in)) for name, path in entries.items()}
+
+
+def _under(path: str, written_in: str) -> str:
+  """`path` relative to the folder the marker was written in, or as it is if outside."""
+  relative = os.path.relpath(path, written_in)
+  return path if relative.split(os.sep)[0] == os.pardir else relative
