@@ -40,7 +40,7 @@ class Checkpointer:
   """One orbax CheckpointManager holding `state` and (optionally) `data` per step."""
 
   def __init__(self, directory: str | epath.Path, *, every_steps: int, keep: int,
-               async_save: bool = True):
+               async_save: bool = True, create: bool = True):
     self.directory = epath.Path(directory)
     policies = ocp.checkpoint_managers
     # Every N steps and on preemption; `force=True` adds the last step. (orbax's default
@@ -48,7 +48,7 @@ class Checkpointer:
     decision = policies.AnySavePolicy([policies.FixedIntervalPolicy(max(every_steps, 1)),
                                        policies.PreemptionCheckpointingPolicy()])
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+        max_to_keep=keep, create=create, enable_async_checkpointing=async_save,
         save_decision_policy=decision)
     # The state's handler is named so that its array metadata can be read on its own
     # (`_mismatches`) before any array is.

@@ -21,11 +21,12 @@ class _QuietLibraries(py_logging.Filter):
   """Drops the quiet libraries' lines below WARNING, unless `-v 1` or more."""
 
   def filter(self, record: py_logging.LogRecord) -> bool:
-    if record.levelno >= py_logging.WARNING or logging.get_verbosity() >= 1:
+    if logging.get_verbosity() >= 1:
       return True
-    if getattr(record, "file_only", False):
+    if getattr(record, "file_only", False):  # at any level (a traceback for the file)
       return False
-    return not any(part in record.pathname for part in QUIET_LIBRARIES)
+    return (record.levelno >= py_logging.WARNING or
+            not any(part in record.pathname for part in QUIET_LIBRARIES))
 
 
 def set_up(workdir: str) -> epath.Path:

@@ -17,7 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pixelbert_jax import console, distributed, preflight, train  # noqa: E402
+from pixelbert_jax import checkpointing, console, distributed, preflight, train  # noqa: E402
+from pixelbert_jax import workdir_lock  # noqa: E402
+from pixelbert_jax.data import skips  # noqa: E402
+from pixelbert_jax.data.readers import common as readers_common  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with :variant.",
@@ -26,6 +29,11 @@ flags.DEFINE_string("workdir", None, "Where checkpoints, logs and results go.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 USAGE_ERROR = 2  # the exit code of a mistake on the command line, as argparse's
+# Errors whose message is the whole story (bad data, a checkpoint that cannot be used,
+# a held workdir, a diverged run): printed without their traceback.
+RUN_ERRORS = (checkpointing.CheckpointMismatchError, checkpointing.CheckpointDamagedError,
+              checkpointing.CheckpointSaveError, workdir_lock.WorkdirLockedError,
+              train.NonFiniteError, skips.TooManySkipped, readers_common.DataFileError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -92,7 +100,15 @@ def main(argv):
   logging.info("Config:\n%s", FLAGS.config, extra=console.FILE_ONLY)
   logging.info("Task %s, model %s; the full log: %s", FLAGS.config.task,
                FLAGS.config.model.preset, log_file)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except RUN_ERRORS as error:
+    # Each says what happened and what to do: the console gets that; the traceback
+    # goes to the log file for whoever debugs the project itself.
+    logging.exception("The run stopped.", extra=console.FILE_ONLY)
+    print(f"ERROR ({type(error).__name__}): {error}\nThe full log: {log_file}",
+          file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,8 @@ def restore_or_initialize(config, workdir, checkpointer, step: Step, data_iterat
   own = checkpointer.latest_step() is not None
   source = checkpointer if own else None
   if source is None and config.resume_from:
-    source = checkpointing.Checkpointer(config.resume_from, every_steps=1, keep=1)
+    source = checkpointing.Checkpointer(config.resume_from, every_steps=1, keep=1,
+                                        create=False)
   if source is not None:
     restored_step, state = source.restore_latest(abstract, data_iterator,
                                                  set_aside_damaged=own)
@@ -216,7 +217,7 @@ class NonFiniteGuard:
   """Stops the run once `limit` consecutive steps were non-finite (none of them was
   applied). Each step's counter is read when the next step has been dispatched, so the
   guard costs no sync per step; before a save the newest one is read, so no checkpoint
-  holds a state past the limit."""
+  holds a state past the limit (and `_save` defers one inside a non-finite run)."""
 
   def __init__(self, limit: int):
     self.limit = limit
@@ -227,11 +228,11 @@ class NonFiniteGuard:
     if previous is not None:
       self._check(previous)
 
-  def check_newest(self) -> None:
-    if self._newest is not None:
-      self._check(self._newest)
+  def check_newest(self) -> int:
+    """Raises past the limit; else the newest step's run of non-finite steps."""
+    return 0 if self._newest is None else self._check(self._newest)
 
-  def _check(self, measurements: dict) -> None:
+  def _check(self, measurements: dict) -> int:
     run, total = jax.device_get((measurements["nonfinite_run"],
                                  measurements["nonfinite_total"]))
     if run >= self.limit:
@@ -239,6 +240,7 @@ class NonFiniteGuard:
           f"{run} consecutive steps had a non-finite loss or gradient ({total} in all); "
           "none was applied. Lower the learning rate, check the data, or raise "
           "config.max_consecutive_nonfinite.")
+    return int(run)
 
 
 def _record_batch(workdir: epath.Path, step: int, batch: dict) -> None:
@@ -314,7 +316,7 @@ def _loop(run: Run, writer) -> dict:
   profile = _profiler(config, workdir)
   guard = NonFiniteGuard(config.max_consecutive_nonfinite)
   with preemption:
-    results = {}
+    results, deferred = {}, False
     for step in range(first + 1, steps + 1):
       batch, global_batch = next(batches)
       if config.debug_batch_digests:
@@ -329,9 +331,8 @@ def _loop(run: Run, writer) -> dict:
       stop = (preemption.requested if preemption.enabled
               else checkpointer.reached_preemption(step))
       with progress.paused():
-        if checkpointer.due(step, force=stop or step == steps):
-          guard.check_newest()
-        checkpointer.save(step, state, batches, force=stop or step == steps)
+        deferred = _save(checkpointer, guard, step, state, batches,
+                         force=stop or step == steps, deferred=deferred)
       if stop:
         break
       if step % config.eval_every_steps == 0 or step == steps:
@@ -341,6 +342,25 @@ def _loop(run: Run, writer) -> dict:
   writer.flush()
   _write_results(workdir, results)
   return results
+
+
+def _save(checkpointer, guard, step: int, state, batches, *, force: bool,
+          deferred: bool) -> bool:
+  """Saves when due, but not a state inside a run of non-finite steps: that save waits
+  for the next finite step (a forced one, the last or a preemption's, does not wait).
+  Returns whether a save is waiting."""
+  if not (deferred or checkpointer.due(step, force=force)):
+    checkpointer.save(step, state, batches)  # not due: reports a failed background save
+    return False
+  run = guard.check_newest()
+  if run and not force:
+    if not deferred:
+      logging.warning("Step %d ends a run of %d non-finite steps: its checkpoint waits "
+                      "for the next finite step.", step, run)
+    checkpointer.check_saves()
+    return True
+  checkpointer.save(step, state, batches, force=True)
+  return False
 
 
 def _run_step(step_fn, state, batch, global_batch, step: int, progress):

@@ -123,8 +123,9 @@ def test_a_second_run_on_a_held_workdir_is_refused_naming_the_holder(small_world
                 "--config=configs/pretrain.py:demo", f"--workdir={workdir}"]
                + [f"--config.{k}={v}" for k, v in trainer_overrides(small_world, 3).items()])
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0
+    assert done.returncode == 1
     assert f"in use by another run: pid {holder.pid} on host" in done.stderr
+    assert "Traceback" not in done.stderr  # the message is the whole story
     assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()
   finally:
     holder.kill()
@@ -179,8 +180,10 @@ def test_a_failed_background_save_stops_the_run_at_the_next_step(small_world, tm
   assert "rc=1" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
   listing = done.stdout.split("rc=1", 1)[1].split()
   assert [name for name in listing if name.isdigit()] == ["100"]  # and orbax's tmp folder
-  assert ("CheckpointSaveError: The checkpoint of step 200 could not be written" in
-          done.stderr and "No space left on device" in done.stderr and
-          "the last good checkpoint is step 100" in done.stderr), done.stderr[-3000:]
+  # ENOSPC as the OS or as TensorStore words it (both seen).
+  full = "No space left on device" in done.stderr or "RESOURCE_EXHAUSTED" in done.stderr
+  assert ("ERROR (CheckpointSaveError): The checkpoint of step 200 could not be written"
+          in done.stderr and full and "the last good checkpoint is step 100" in
+          done.stderr), done.stderr[-3000:]
   logged = [int(m) for m in re.findall(r"\] \[(\d+)\] .*training_loss", done.stderr)]
   assert 200 < max(logged) < 300, max(logged)

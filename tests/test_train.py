@@ -70,3 +70,13 @@ def test_nonfinite_steps_stop_the_run_before_any_save_past_the_limit(small_world
   with pytest.raises(train.NonFiniteError, match=r"3 consecutive steps .*\(3 in all\)"):
     train.train_and_evaluate(config, str(workdir))
   assert not [p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+
+
+def test_no_save_inside_a_run_of_nonfinite_steps_but_the_last(small_world, tmp_path):
+  """Every step non-finite, below the limit: the saves due at steps 3 and 6 wait for a
+  finite step that never comes; the last step's forced save is kept."""
+  config = _config(small_world, 7, **{"model.image_std": (0.0, 0.0, 0.0),
+                                      "max_consecutive_nonfinite": 100})
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(config, str(workdir))
+  assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()] == ["7"]
