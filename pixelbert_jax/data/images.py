@@ -11,15 +11,23 @@ The usual order for one image is::
     image, bucket = fit_to_buckets(image, 800, 1333, buckets)  # resize, pick a bucket
     padded, true_size = pad_to_bucket(image, bucket)           # still uint8
 
+An image path is a file, or a member of a container file that web corpora ship in
+(`member_path`): "shard.tar#key.jpg" is a tar member (img2dataset's webdataset
+shards), "shard.parquet#key" the image bytes of the row with that key (img2dataset's
+parquet output). `read_image_bytes` reads all three, so the pipelines, `pack` and
+`check` need not know where an image sits.
+
 Images stay uint8 on the host. The model normalises them on the device
 (`pixel_encoder.normalize_images`) and sets the padding to 0.0 after normalising,
 i.e. the mean colour, so the CNN sees no artificial black border.
 """
 
 from collections.abc import Sequence
+import functools
 import io
 import math
 import os
+import tarfile
 import warnings
 
 from etils import epath
@@ -52,14 +60,109 @@ class ImageError(ValueError):
     self.reason = reason
 
 
+# Separates a container file from the member inside it in an image path.
+MEMBER_SEPARATOR = "#"
+_CONTAINER_SUFFIXES = (".tar", ".parquet")
+# The column img2dataset's parquet output keeps image bytes in: its `encode_format`.
+_PARQUET_IMAGE_COLUMNS = ("jpg", "png", "webp")
+# What reading an image that is not there raises (KeyError: no such member or row).
+_NOT_THERE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError)
+
+
+def member_path(container: str | os.PathLike, member: str) -> str:
+  """The image path of `member` inside a .tar file (a member name) or a .parquet file
+  (a row's `key`), e.g. "web/00000.tar#000000012.jpg"."""
+  return f"{container}{MEMBER_SEPARATOR}{member}"
+
+
+def split_member_path(path: str | os.PathLike) -> tuple[str, str | None]:
+  """(container, member) of a member path; (path, None) for a plain file."""
+  path = str(path)
+  for suffix in _CONTAINER_SUFFIXES:
+    container, found, member = path.partition(suffix + MEMBER_SEPARATOR)
+    if found and member:
+      return container + suffix, member
+  return path, None
+
+
+def read_image_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+  """The encoded bytes of an image file or container member (`member_path`), or
+  their first `max_bytes`; an image that is not there raises `ImageError('missing')`,
+  one in a container that cannot be parsed `ImageError('undecodable')`."""
+  container, member = split_member_path(path)
+  try:
+    if member is None:
+      with epath.Path(container).open("rb") as f:
+        return f.read() if max_bytes is None else f.read(max_bytes)
+    try:
+      if container.endswith(".tar"):
+        return _read_tar_member(container, member, max_bytes)
+      return _read_parquet_image(container, member)[:max_bytes]
+    except _NOT_THERE:
+      raise
+    except (tarfile.TarError, OSError, ValueError) as e:  # pyarrow's are OSError / ValueError
+      raise ImageError(str(path), "undecodable", f"{container}: {e}") from e
+  except _NOT_THERE as e:
+    raise ImageError(str(path), "missing", type(e).__name__) from e
+
+
+@functools.lru_cache(maxsize=256)
+def _tar_index(tar_path: str) -> dict[str, tuple[int, int]]:
+  """member name -> (data offset, size) of a tar file, read once per process: a
+  shard holds thousands of images, and a scan of its headers per image would be
+  quadratic."""
+  with epath.Path(tar_path).open("rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+    return {info.name: (info.offset_data, info.size) for info in tar if info.isfile()}
+
+
+def _read_tar_member(tar_path: str, member: str, max_bytes: int | None) -> bytes:
+  offset, size = _tar_index(tar_path)[member]
+  with epath.Path(tar_path).open("rb") as f:
+    f.seek(offset)
+    return f.read(size if max_bytes is None else min(size, max_bytes))
+
+
+@functools.lru_cache(maxsize=64)
+def _parquet_index(path: str) -> tuple[dict[str, tuple[int, int]], str]:
+  """(key -> (row group, row in it), image column) of an img2dataset parquet file."""
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  # only for parquet
+  with epath.Path(path).open("rb") as f:
+    parquet = pq.ParquetFile(f)
+    names = parquet.schema_arrow.names
+    column = next((name for name in _PARQUET_IMAGE_COLUMNS if name in names), None)
+    if column is None or "key" not in names:
+      raise KeyError(f"no key and image column in {path}")
+    index = {}
+    for group in range(parquet.num_row_groups):
+      keys = parquet.read_row_group(group, columns=["key"]).column("key").to_pylist()
+      index.update((key, (group, row)) for row, key in enumerate(keys))
+  return index, column
+
+
+@functools.lru_cache(maxsize=4)
+def _parquet_row_group(path: str, group: int, column: str) -> list[bytes | None]:
+  """One row group's image bytes: img2dataset writes groups of 100 rows, and `pack`
+  reads them in order, so the last few groups are kept."""
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  with epath.Path(path).open("rb") as f:
+    return pq.ParquetFile(f).read_row_group(group, columns=[column]).column(
+        column).to_pylist()
+
+
+def _read_parquet_image(path: str, key: str) -> bytes:
+  index, column = _parquet_index(path)
+  group, row = index[key]
+  data = _parquet_row_group(path, group, column)[row]
+  if data is None:  # A failed download: its row has no image.
+    raise KeyError(key)
+  return data
+
+
 def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                min_side: int = 1) -> np.ndarray:
-  """Reads a local or `gs://` image file into an upright uint8 (H, W, 3) RGB array."""
-  path = epath.Path(path)
-  try:
-    data = path.read_bytes()
-  except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
-    raise ImageError(str(path), "missing", type(e).__name__) from e
+  """Reads a local or `gs://` image file, or a member of a tar or parquet file
+  (`member_path`), into an upright uint8 (H, W, 3) RGB array."""
+  data = read_image_bytes(path)
   return decode_image(data, max_pixels=max_pixels, min_side=min_side, name=str(path))
 
 

@@ -35,11 +35,9 @@ def image_paths(record) -> tuple[str, ...]:
 
 
 def read_image_bytes(path: str) -> bytes:
-  """A file's bytes; a file that is not there raises `ImageError('missing')`."""
-  try:
-    return epath.Path(path).read_bytes()
-  except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
-    raise images_lib.ImageError(str(path), "missing", type(e).__name__) from e
+  """An image's bytes (a file, or a tar or parquet member: `images.member_path`); an
+  image that is not there raises `ImageError('missing')`."""
+  return images_lib.read_image_bytes(path)
 
 
 def header_size(data: bytes) -> tuple[int, int]:
@@ -65,10 +63,9 @@ def header_size(data: bytes) -> tuple[int, int]:
 def file_header_size(path: str) -> tuple[int, int]:
   """`header_size` of a file, cached: COCO pairs each image with five captions."""
   try:
-    with epath.Path(path).open("rb") as f:
-      # A JPEG's size and EXIF sit in its first few KiB; 256 KiB covers large EXIF.
-      return header_size(f.read(1 << 18))
-  except OSError:
+    # A JPEG's size and EXIF sit in its first few KiB; 256 KiB covers large EXIF.
+    return header_size(images_lib.read_image_bytes(path, max_bytes=1 << 18))
+  except (OSError, images_lib.ImageError):
     return 0, 0
 
 
