@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pillow>=11",
     "matplotlib>=3.8",
     "numpy>=2",
+    "pyarrow>=21",  # img2dataset's parquet files (data/readers/img2dataset.py)
 ]
 
 EXTRAS_REQUIRE = {

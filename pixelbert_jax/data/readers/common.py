@@ -10,8 +10,10 @@ file and the entry's place in it (`entry_name`).
 
 from __future__ import annotations
 
+import collections
 import json
 from typing import Any, Iterator
+import urllib.parse
 
 from etils import epath
 
@@ -25,6 +27,8 @@ BAD_JSON = "bad_json"
 BAD_LABEL = "bad_label"
 MISSING_IMAGE = "missing_image"
 MISSING_ANNOTATION = "missing_annotation"
+MALFORMED_ROW = "malformed_row"  # a TSV row without the expected fields
+DOWNLOAD_FAILED = "download_failed"  # img2dataset's status for the sample is no success
 
 _JSON_NAMES = {dict: "object", list: "array"}  # for errors: what the top level must be
 
@@ -83,6 +87,61 @@ def iter_json_lines(path: epath.PathLike, skips: skips_lib.SkipCounter
       skips.skip(BAD_JSON, f"{epath.Path(path).name}:{number}", "not an object")
       continue
     yield number, value
+
+
+def iter_lines(path: epath.PathLike) -> Iterator[tuple[int, str]]:
+  """(line number, text without the line end) per line of a text file, streamed:
+  CC12M's TSV is 2.5 GB. Lines end at "\n" only (web captions may hold other line
+  separators, e.g. U+2028, which `str.splitlines` would split on)."""
+  with epath.Path(path).open("rb") as f:
+    for number, line in enumerate(f, start=1):
+      yield number, line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+
+# Web corpora list urls, and the user downloads the images: row i's image is found by
+# a file name pattern with the fields `index` (the row's 0-based position in the
+# file), `shard` (index // 10000) and `url_name` (the last part of the url's path).
+# The default is img2dataset's `output_format="files"` layout with its default
+# 10,000 samples per shard: row 12345 is `00001/000012345.jpg`.
+SAMPLES_PER_SHARD = 10_000
+INDEX_PATTERN = "{shard:05d}/{index:09d}.jpg"
+URL_NAME_PATTERN = "{url_name}"
+
+
+def url_name(url: str) -> str:
+  """The last part of a url's path ("" if none): the name most downloaders save it
+  under, e.g. "4385058960_b0f291553e.jpg" for a Flickr url."""
+  return urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def image_name(pattern: str, index: int, url: str) -> str:
+  """The image file of row `index` (with `url`) under `pattern` (see `INDEX_PATTERN`)."""
+  return pattern.format(index=index, shard=index // SAMPLES_PER_SHARD,
+                        url_name=url_name(url))
+
+
+class FileIndex:
+  """Which files exist, from one listing per folder instead of one `stat` per file:
+  web corpora hold millions of images, often on a network file system or GCS.
+
+  Only the last `max_folders` listings are kept: readers go through a corpus shard
+  folder by shard folder.
+  """
+
+  def __init__(self, max_folders: int = 16):
+    self._max_folders = max_folders
+    self._names: collections.OrderedDict[str, frozenset[str]] = collections.OrderedDict()
+
+  def exists(self, path: epath.PathLike) -> bool:
+    path = epath.Path(path)
+    folder = str(path.parent)
+    if folder not in self._names:
+      parent = path.parent
+      self._names[folder] = frozenset(
+          child.name for child in parent.iterdir()) if parent.is_dir() else frozenset()
+      if len(self._names) > self._max_folders:
+        self._names.popitem(last=False)
+    return path.name in self._names[folder]
 
 
 def text_problem(value: Any) -> str | None:
