@@ -11,6 +11,7 @@ The same readers thus serve the synthetic world and the real data sets:
   flickr30k/dataset_flickr30k.json, flickr30k-images/   retrieval split
   snli_ve/snli_ve_{train,dev,test}.jsonl           SNLI-VE on the Flickr30K images
   vg/region_descriptions.json, vg/image_data.json, vg/VG_100K/
+  web/{cc3m,cc12m,sbu,img2dataset*}/               web corpora (`web_formats`)
   vocab.txt                                        the world's WordPiece vocab
 """
 
@@ -27,6 +28,7 @@ from pixelbert_jax.data.synthetic.language import (
     annotator_answers, make_captions, make_hypotheses, make_questions, make_statement,
     vocabulary)
 from pixelbert_jax.data.synthetic.scenes import Scene, render_scene, sample_scene
+from pixelbert_jax.data.synthetic.web_formats import write_web
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -55,7 +57,8 @@ def _info(description: str) -> dict:
           "date_created": "2026-11-27"}
 
 
-# Per-data-set stream keys, so adding one data set never changes another.
+# Per-data-set stream keys, so adding one data set never changes another (the web
+# corpora's is 6, in `web_formats`).
 _COCO, _FLICKR, _NLVR2, _VG, _SNLI_VE = 1, 2, 3, 4, 5
 # Names the cached worlds (`cache.world_root`): bump it whenever a writer changes what it
 # writes, so that a run never reads a world written by older writers.
@@ -322,7 +325,7 @@ def generate(out_dir: str, seed: int = 0, num_images: int = 1000) -> dict[str, s
     seed: the same seed always writes byte-identical files.
     num_images: COCO-style images (train2014 60 %, val2014 40 %); the other data
       sets are sized from it: test2015 1/8, Flickr30K 1/4, NLVR2 pairs 1/4 (two
-      images each), Visual Genome 1/8.
+      images each), Visual Genome 1/8, the web corpora's pool 1/8 (at least 24).
 
   Returns:
     A dict from names (e.g. "coco_captions_train", "karpathy_coco",
@@ -339,5 +342,6 @@ def generate(out_dir: str, seed: int = 0, num_images: int = 1000) -> dict[str, s
   paths.update(_write_flickr30k(out_dir, seed, max(7, num_images // 4)))
   paths.update(_write_snli_ve(out_dir, seed, max(7, num_images // 4)))
   paths.update(_write_visual_genome(out_dir, seed, max(4, num_images // 8)))
+  paths.update(write_web(out_dir, seed, max(24, num_images // 8)))
   paths["vocab"] = write_vocab(os.path.join(out_dir, "vocab.txt"))
   return paths
