@@ -15,6 +15,15 @@ Usage (paths default to the official layout under --root):
   python -m pixelbert_jax.data.check --format vqa --root VQA --image_dir COCO/val2014 \
       [--questions Q.json] [--annotations A.json | --no_annotations]
   python -m pixelbert_jax.data.check --format nlvr2 --root NLVR2 [--jsonl dev.json]
+  python -m pixelbert_jax.data.check --format cc3m --root CC3M \
+      [--tsv CC3M/Train_GCC-training.tsv] [--image_dir CC3M/images] \
+      [--image_pattern '{shard:05d}/{index:09d}.jpg'] --max_skip_fraction 0.2
+  python -m pixelbert_jax.data.check --format cc12m --root CC12M [--tsv CC12M/cc12m.tsv]
+  python -m pixelbert_jax.data.check --format sbu --root SBU [--urls U.txt] \
+      [--captions C.txt] [--image_dir SBU/images] [--image_pattern '{url_name}']
+  python -m pixelbert_jax.data.check --format img2dataset --root OUTPUT_FOLDER
+
+Web corpora lose images to dead urls (about 15 % of CC3M's), hence their larger bound.
 """
 
 from __future__ import annotations
@@ -30,12 +39,16 @@ from pixelbert_jax.data import records
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data.readers import coco
 from pixelbert_jax.data.readers import common
+from pixelbert_jax.data.readers import conceptual_captions
 from pixelbert_jax.data.readers import flickr30k
+from pixelbert_jax.data.readers import img2dataset
 from pixelbert_jax.data.readers import nlvr2
+from pixelbert_jax.data.readers import sbu
 from pixelbert_jax.data.readers import visual_genome
 from pixelbert_jax.data.readers import vqa
 
-FORMATS = ("coco", "karpathy", "flickr30k", "vg", "vqa", "nlvr2")
+FORMATS = ("coco", "karpathy", "flickr30k", "vg", "vqa", "nlvr2", "cc3m", "cc12m", "sbu",
+           "img2dataset")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--region_descriptions", help="vg: region_descriptions.json.")
   parser.add_argument("--image_data", help="vg: image_data.json.")
   parser.add_argument("--jsonl", help="nlvr2: the JSON-lines file.")
+  parser.add_argument("--tsv", help="cc3m / cc12m: the official TSV file.")
+  parser.add_argument("--urls", help="sbu: SBU_captioned_photo_dataset_urls.txt.")
+  parser.add_argument("--captions", help="sbu: SBU_captioned_photo_dataset_captions.txt.")
+  parser.add_argument("--image_pattern", help="cc3m / cc12m / sbu: row i's image file "
+                      "under the image folder, from {index}, {shard} (index // 10000) "
+                      "and {url_name}; default '{shard:05d}/{index:09d}.jpg' (cc), "
+                      "'{url_name}' (sbu).")
   parser.add_argument("--max_skip_fraction", type=float, default=0.01)
   parser.add_argument("--max_pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
   return parser.parse_args(argv)
@@ -99,8 +119,35 @@ def _nlvr2(args, root, skips):
                           args.image_dir or root / "images", skips=skips)
 
 
+def _cc3m(args, root, skips):
+  return conceptual_captions.read_cc3m(
+      args.tsv or root / conceptual_captions.CC3M_TRAIN_TSV,
+      args.image_dir or root / "images",
+      image_pattern=args.image_pattern or common.INDEX_PATTERN, skips=skips)
+
+
+def _cc12m(args, root, skips):
+  return conceptual_captions.read_cc12m(
+      args.tsv or root / conceptual_captions.CC12M_TSV,
+      args.image_dir or root / "images",
+      image_pattern=args.image_pattern or common.INDEX_PATTERN, skips=skips)
+
+
+def _sbu(args, root, skips):
+  return sbu.read_sbu(args.urls or root / sbu.URLS_FILE,
+                      args.captions or root / sbu.CAPTIONS_FILE,
+                      args.image_dir or root / "images",
+                      image_pattern=args.image_pattern or common.URL_NAME_PATTERN,
+                      skips=skips)
+
+
+def _img2dataset(args, root, skips):
+  return img2dataset.read_img2dataset(root, skips=skips)
+
+
 _READERS = {"coco": _coco, "karpathy": _karpathy, "flickr30k": _flickr30k,
-            "vg": _vg, "vqa": _vqa, "nlvr2": _nlvr2}
+            "vg": _vg, "vqa": _vqa, "nlvr2": _nlvr2, "cc3m": _cc3m, "cc12m": _cc12m,
+            "sbu": _sbu, "img2dataset": _img2dataset}
 
 
 def _examples(args, skips: skips_lib.SkipCounter) -> Iterator[tuple[str, list[str]]]:

@@ -22,6 +22,10 @@ Usage:
   python -m pixelbert_jax.data.pack --format karpathy \
       --annotations coco/dataset_coco.json --images coco --splits train,restval \
       --out packed/coco_pretrain --num_shards 16
+  python -m pixelbert_jax.data.pack --format img2dataset --images cc3m_webdataset \
+      --out packed/cc3m --num_shards 64 --max_skip_fraction 0.2
+  (cc3m / cc12m: --annotations the TSV, --images the image folder, --image_pattern;
+   sbu: --urls, --annotations the captions file, --images, --image_pattern)
 """
 
 import argparse
@@ -40,11 +44,16 @@ from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import sources
 from pixelbert_jax.data.readers import coco
 from pixelbert_jax.data.readers import common
+from pixelbert_jax.data.readers import conceptual_captions
 from pixelbert_jax.data.readers import flickr30k
+from pixelbert_jax.data.readers import img2dataset
 from pixelbert_jax.data.readers import nlvr2
+from pixelbert_jax.data.readers import sbu
 from pixelbert_jax.data.readers import visual_genome
 from pixelbert_jax.data.readers import vqa
 
+FORMATS = ("coco", "karpathy", "flickr30k", "vg", "vqa", "nlvr2", "cc3m", "cc12m", "sbu",
+           "img2dataset")
 _RECORD_TYPES = {cls.__name__: cls for cls in (
     records.ImageText, records.RetrievalItem, records.VqaExample, records.Nlvr2Example)}
 # Record fields that are tuples in the dataclass and lists in JSON.
@@ -186,6 +195,16 @@ def _read_records(args: argparse.Namespace) -> list:
       "vqa": lambda: vqa.read_vqa(args.questions, args.annotations, args.images,
                                   skips=skips),
       "nlvr2": lambda: nlvr2.read_nlvr2(args.annotations, args.images, skips=skips),
+      "cc3m": lambda: conceptual_captions.read_cc3m(
+          args.annotations, args.images,
+          image_pattern=args.image_pattern or common.INDEX_PATTERN, skips=skips),
+      "cc12m": lambda: conceptual_captions.read_cc12m(
+          args.annotations, args.images,
+          image_pattern=args.image_pattern or common.INDEX_PATTERN, skips=skips),
+      "sbu": lambda: sbu.read_sbu(
+          args.urls, args.annotations, args.images,
+          image_pattern=args.image_pattern or common.URL_NAME_PATTERN, skips=skips),
+      "img2dataset": lambda: img2dataset.read_img2dataset(args.images, skips=skips),
   }
   examples = list(readers[args.format]())
   skips.check(len(examples) + skips.total, final=True)
@@ -194,13 +213,17 @@ def _read_records(args: argparse.Namespace) -> list:
 
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--format", required=True,
-                      choices=("coco", "karpathy", "flickr30k", "vg", "vqa", "nlvr2"))
+  parser.add_argument("--format", required=True, choices=FORMATS)
   parser.add_argument("--annotations", help="Captions / Karpathy / region / "
-                      "VQA annotation / NLVR2 JSON file (omit for VQA test splits).")
+                      "VQA annotation / NLVR2 JSON file (omit for VQA test splits); the "
+                      "CC TSV; SBU's captions file.")
+  parser.add_argument("--urls", help="SBU_captioned_photo_dataset_urls.txt.")
+  parser.add_argument("--image_pattern", help="cc3m / cc12m / sbu: row i's image file "
+                      "under --images (see data/readers/common.py).")
   parser.add_argument("--questions", help="VQA questions file.")
   parser.add_argument("--image_data", help="Visual Genome image_data.json.")
-  parser.add_argument("--images", required=True, help="The image folder or root.")
+  parser.add_argument("--images", required=True, help="The image folder or root; "
+                      "img2dataset's output folder.")
   parser.add_argument("--splits", default="", help="Karpathy splits, comma-separated.")
   parser.add_argument("--out", required=True, help="Folder to write shards into.")
   parser.add_argument("--num_shards", type=int, default=1)
