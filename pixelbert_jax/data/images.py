@@ -100,7 +100,7 @@ def read_image_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> b
       return _read_parquet_image(container, member)[:max_bytes]
     except _NOT_THERE:
       raise
-    except (tarfile.TarError, OSError, ValueError) as e:  # pyarrow's are OSError / ValueError
+    except (tarfile.TarError, OSError, ValueError) as e:  # pyarrow's errors are these
       raise ImageError(str(path), "undecodable", f"{container}: {e}") from e
   except _NOT_THERE as e:
     raise ImageError(str(path), "missing", type(e).__name__) from e

@@ -73,8 +73,8 @@ def _tar_samples(tar_path: epath.Path) -> dict[str, dict]:
             tar.extractfile(info).read())) for info in tar if info.isfile())
         end = tar.offset  # after the last member's padded data
     except tarfile.TarError as error:
-      raise common.DataFileError(f"{tar_path}: not a readable tar file ({error})"
-                                 ) from error
+      raise common.DataFileError(f"{tar_path}: not a readable tar file ({error}); is "
+                                 "it cut short?") from error
     size = f.seek(0, 2)
   # A tar ends with two zero blocks; Python's tarfile stops quietly at a cut instead.
   if size < end + 2 * _TAR_BLOCK:
@@ -110,7 +110,8 @@ def _json_rows(container: str, samples: dict[str, dict],
     try:
       row = json.loads(sample.get("json") or "null")
     except json.JSONDecodeError as error:
-      skips.skip(common.BAD_JSON, images.member_path(container, f"{key}.json"), str(error))
+      skips.skip(common.BAD_JSON, images.member_path(container, f"{key}.json"),
+                 str(error))
       continue
     if not isinstance(row, dict):
       skips.skip(common.BAD_JSON, images.member_path(container, f"{key}.json"),

@@ -1,4 +1,4 @@
-"""SBU Captions: the official release's two line-aligned text files, with downloaded images.
+"""SBU Captions: the official release's two line-aligned text files, and the images.
 
   SBU_captioned_photo_dataset_urls.txt       one Flickr url per line
   SBU_captioned_photo_dataset_captions.txt   the caption of the same line's photo

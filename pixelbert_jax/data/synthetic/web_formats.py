@@ -61,7 +61,8 @@ def _noisy(caption: str, rng: np.random.Generator, index: int) -> str:
   if rng.random() < 0.3:
     noise = str(rng.choice(_ALT_TEXT)).format(n=int(rng.integers(0, 10_000)))
     words = [noise] + words if rng.random() < 0.5 else words + [noise]
-  text = (" " * int(rng.integers(1, 4))).join(words) if rng.random() < 0.3 else " ".join(words)
+  gap = " " * int(rng.integers(1, 4)) if rng.random() < 0.3 else " "
+  text = gap.join(words)
   return ("  " + text + " ") if rng.random() < 0.2 else text
 
 
