@@ -17,9 +17,11 @@ class ImageText:
   Attributes:
     image_id: the dataset's image id, as a string (COCO ids are ints, Flickr30K
       ids are file stems, so a string serves both).
-    image_path: where the image file lives (local path or `gs://` URL).
+    image_path: where the image file lives (local path or `gs://` URL), or its
+      place in a tar or parquet shard ("00000.tar#000000012.jpg": see
+      `images.member_path`).
     text: the caption, stripped of surrounding white space.
-    source: the dataset it came from, e.g. "coco", "karpathy_coco", "vg".
+    source: the dataset it came from, e.g. "coco", "karpathy_coco", "vg", "cc3m".
   """
   image_id: str
   image_path: str
