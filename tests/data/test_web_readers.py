@@ -236,3 +236,9 @@ def test_check_prints_the_counted_skips_of_each_web_format(world, capsys, fmt, r
   assert f"{usable} of {POOL} examples usable" in out
   assert f"  {reason}: {len(DEAD)} (e.g. " in out
   assert check.main(args) == 1  # dead urls pass the curated data sets' bound
+
+
+def test_an_image_pattern_with_unknown_fields_is_refused_before_reading(world):
+  with pytest.raises(ValueError, match="{index}, {shard} and {url_name}"):
+    _read(conceptual_captions.read_cc3m, world["cc3m_tsv"], world["cc3m_images"],
+          image_pattern="{row:09d}.jpg")

@@ -120,6 +120,15 @@ def image_name(pattern: str, index: int, url: str) -> str:
                         url_name=url_name(url))
 
 
+def check_image_pattern(pattern: str) -> None:
+  """Raises ValueError for a pattern `image_name` cannot fill, before any row is read."""
+  try:
+    image_name(pattern, 0, "http://example.com/0.jpg")
+  except (KeyError, IndexError, ValueError) as error:
+    raise ValueError(f"image pattern {pattern!r} cannot be filled ({error!r}); its "
+                     "fields are {index}, {shard} and {url_name}") from error
+
+
 class FileIndex:
   """Which files exist, from one listing per folder instead of one `stat` per file:
   web corpora hold millions of images, often on a network file system or GCS.

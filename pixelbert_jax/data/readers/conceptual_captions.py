@@ -48,6 +48,7 @@ def read_conceptual_captions(tsv: epath.PathLike, image_dir: epath.PathLike, *,
     skips: where skipped rows are counted (a new counter if None).
     source: the `source` field of the records.
   """
+  common.check_image_pattern(image_pattern)
   skips = common.counter_or_new(skips, source)
   image_dir, files = epath.Path(image_dir), common.FileIndex()
   name = epath.Path(tsv).name

@@ -46,8 +46,10 @@ _SHARD = re.compile(r"^\d+$")
 _TAR_BLOCK = 512
 
 
-def _samples(names_and_data) -> dict[str, dict]:
-  """key -> {extension: member name or text} from (name, read text or None) pairs."""
+def _samples(names_and_data, want_json: bool) -> dict[str, dict]:
+  """key -> {"image": member name, "txt" / "json": text} from (member name, function
+  reading its text) pairs; `.json` members are read only if `want_json` (without a
+  parquet file, they are the metadata)."""
   samples: dict[str, dict] = {}
   for name, read in names_and_data:
     key, dot, extension = epath.Path(name).name.partition(".")
@@ -55,7 +57,7 @@ def _samples(names_and_data) -> dict[str, dict]:
       continue
     if extension in IMAGE_EXTENSIONS:
       samples.setdefault(key, {})["image"] = name
-    elif extension in ("txt", "json"):
+    elif extension == "txt" or (extension == "json" and want_json):
       samples.setdefault(key, {})[extension] = read()
   return samples
 
@@ -64,13 +66,14 @@ def _decode(data: bytes) -> str:
   return data.decode("utf-8", errors="surrogateescape")
 
 
-def _tar_samples(tar_path: epath.Path) -> dict[str, dict]:
+def _tar_samples(tar_path: epath.Path, want_json: bool) -> dict[str, dict]:
   """The samples of a webdataset shard; a tar cut short raises `DataFileError`."""
   with tar_path.open("rb") as f:
     try:
       with tarfile.open(fileobj=f, mode="r:") as tar:
-        samples = _samples((info.name, lambda info=info: _decode(
-            tar.extractfile(info).read())) for info in tar if info.isfile())
+        members = ((info.name, lambda info=info: _decode(tar.extractfile(info).read()))
+                   for info in tar if info.isfile())
+        samples = _samples(members, want_json)
         end = tar.offset  # after the last member's padded data
     except tarfile.TarError as error:
       raise common.DataFileError(f"{tar_path}: not a readable tar file ({error}); is "
@@ -83,10 +86,10 @@ def _tar_samples(tar_path: epath.Path) -> dict[str, dict]:
   return samples
 
 
-def _folder_samples(folder: epath.Path) -> dict[str, dict]:
+def _folder_samples(folder: epath.Path, want_json: bool) -> dict[str, dict]:
   """The samples of a `files` shard folder; image members are file names."""
-  return _samples((child.name, lambda child=child: _decode(child.read_bytes()))
-                  for child in sorted(folder.iterdir()))
+  return _samples(((child.name, lambda child=child: _decode(child.read_bytes()))
+                   for child in sorted(folder.iterdir())), want_json)
 
 
 def _parquet_rows(path: epath.Path) -> list[dict]:
@@ -185,17 +188,18 @@ def read_img2dataset(folder: epath.PathLike, *,
           _parquet_rows(parquet), lambda key, _: images.member_path(parquet, key), {},
           parquet.name, skips, source)
       continue
+    has_parquet = parquet.exists()
     if output_format == "webdataset":
       container = folder / f"{shard}.tar"
-      samples = _tar_samples(container)
+      samples = _tar_samples(container, want_json=not has_parquet)
       image_path = lambda key, sample, c=container: (
           images.member_path(c, sample["image"]) if "image" in sample else None)
     else:
       container = folder / shard
-      samples = _folder_samples(container)
+      samples = _folder_samples(container, want_json=not has_parquet)
       image_path = lambda key, sample, c=container: (
           str(c / sample["image"]) if "image" in sample else None)
-    metadata = (_parquet_rows(parquet) if parquet.exists()
+    metadata = (_parquet_rows(parquet) if has_parquet
                 else _json_rows(str(container), samples, skips))
     yield from _shard_records(metadata, image_path, samples, container.name, skips,
                               source)

@@ -42,6 +42,7 @@ def read_sbu(urls_file: epath.PathLike, captions_file: epath.PathLike,
     skips: where skipped photos are counted (a new counter if None).
     source: the `source` field of the records.
   """
+  common.check_image_pattern(image_pattern)
   skips = common.counter_or_new(skips, source)
   image_dir, files = epath.Path(image_dir), common.FileIndex()
   urls_name, captions_name = epath.Path(urls_file).name, epath.Path(captions_file).name
