@@ -28,6 +28,8 @@ EXTRAS_REQUIRE = {
     # PyTorch references for the parity tests and benchmarks; torch is also what
     # reads `.pth` / `.bin` weight files (safetensors needs no torch).
     "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers>=5"],
+    # The packing pipeline at scale (data/beam_pack.py), on any Beam runner.
+    "beam": ["apache-beam==2.77.0"],
     "test": [
         "pytest>=8",
         "pytest-xdist>=3",
@@ -35,6 +37,7 @@ EXTRAS_REQUIRE = {
         "torch==2.14.1",
         "torchvision==0.29.1",
         "transformers>=5",
+        "apache-beam==2.77.0",  # tests/data/test_beam_pack.py, on the DirectRunner
         # The notebooks' test runs them in a Jupyter kernel.
         "nbclient>=0.10",
         "nbformat>=5.10",
