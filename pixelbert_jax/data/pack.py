@@ -65,7 +65,7 @@ def shard_paths(directory: epath.PathLike, prefix: str, num_shards: int) -> list
           for s in range(num_shards)]
 
 
-def _write_shards(paths: Sequence[str], items: Iterable[bytes], count: int) -> None:
+def write_shards(paths: Sequence[str], items: Iterable[bytes], count: int) -> None:
   """Writes `count` items into contiguous runs, one run per shard, in order."""
   per_shard = -(-count // len(paths))
   writer, shard = None, -1
@@ -83,7 +83,7 @@ def _write_shards(paths: Sequence[str], items: Iterable[bytes], count: int) -> N
     array_record_module.ArrayRecordWriter(path, "group_size:1").close()
 
 
-def _distinct_images(examples: Sequence) -> tuple[list[str], np.ndarray]:
+def distinct_images(examples: Sequence) -> tuple[list[str], np.ndarray]:
   """(distinct image paths in first-seen order, example → image indices (N, K))."""
   position: dict[str, int] = {}
   links = [[position.setdefault(path, len(position)) for path in sources.image_paths(ex)]
@@ -103,7 +103,7 @@ def _image_records(paths: Sequence[str], sizes: np.ndarray, missing: np.ndarray)
     yield data
 
 
-def _example_record(example, image_indices: np.ndarray) -> bytes:
+def example_record(example, image_indices: np.ndarray) -> bytes:
   return json.dumps({"type": type(example).__name__,
                      "record": dataclasses.asdict(example),
                      "images": image_indices.tolist()}).encode("utf-8")
@@ -117,18 +117,24 @@ def pack(examples: Iterable, out_dir: epath.PathLike, num_shards: int, *,
     raise ValueError("nothing to pack")
   out_dir = epath.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  image_files, links = _distinct_images(examples)
+  image_files, links = distinct_images(examples)
   sizes = np.zeros((len(image_files), 2), np.int32)
   missing = np.zeros(len(image_files), bool)
-  _write_shards(shard_paths(out_dir, "images", num_shards),
+  write_shards(shard_paths(out_dir, "images", num_shards),
                 _image_records(image_files, sizes, missing), len(image_files))
-  _write_shards(shard_paths(out_dir, "examples", num_shards),
-                (_example_record(ex, row) for ex, row in zip(examples, links)),
+  write_shards(shard_paths(out_dir, "examples", num_shards),
+                (example_record(ex, row) for ex, row in zip(examples, links)),
                 len(examples))
+  return write_index(out_dir, sizes, missing, links, num_shards, format_name)
+
+
+def write_index(out_dir: epath.Path, sizes: np.ndarray, missing: np.ndarray,
+                links: np.ndarray, num_shards: int, format_name: str) -> dict:
+  """Writes index.npz and meta.json next to the shards; returns the meta dict."""
   with (out_dir / "index.npz").open("wb") as f:
     np.savez(f, image_sizes=sizes, image_missing=missing, example_images=links)
-  meta = {"format": format_name, "num_examples": len(examples),
-          "num_images": len(image_files), "num_missing_images": int(missing.sum()),
+  meta = {"format": format_name, "num_examples": len(links),
+          "num_images": len(sizes), "num_missing_images": int(missing.sum()),
           "num_shards": num_shards}
   (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
   return meta
@@ -181,6 +187,15 @@ class PackedSource:
 def _read_records(args: argparse.Namespace) -> list:
   """The chosen reader's records; malformed annotations are skipped, counted and
   bounded (`skips.TooManySkipped`)."""
+  examples, skips = read_records(args)
+  skips.check(len(examples) + skips.total, final=True)
+  return examples
+
+
+def read_records(args: argparse.Namespace
+                 ) -> tuple[list, skips_lib.SkipCounter]:
+  """The chosen reader's records (arguments of `add_reader_arguments`) and the
+  counter of the malformed annotations it skipped; the caller bounds them."""
   splits = tuple(args.splits.split(",")) if args.splits else None
   skips = skips_lib.SkipCounter(args.format, max_skip_fraction=args.max_skip_fraction)
   readers = {
@@ -206,13 +221,11 @@ def _read_records(args: argparse.Namespace) -> list:
           image_pattern=args.image_pattern or common.URL_NAME_PATTERN, skips=skips),
       "img2dataset": lambda: img2dataset.read_img2dataset(args.images, skips=skips),
   }
-  examples = list(readers[args.format]())
-  skips.check(len(examples) + skips.total, final=True)
-  return examples
+  return list(readers[args.format]()), skips
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_reader_arguments(parser: argparse.ArgumentParser) -> None:
+  """The arguments naming a corpus and its reader (shared with `beam_pack`)."""
   parser.add_argument("--format", required=True, choices=FORMATS)
   parser.add_argument("--annotations", help="Captions / Karpathy / region / "
                       "VQA annotation / NLVR2 JSON file (omit for VQA test splits); the "
@@ -228,6 +241,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--out", required=True, help="Folder to write shards into.")
   parser.add_argument("--num_shards", type=int, default=1)
   parser.add_argument("--max_skip_fraction", type=float, default=0.01)
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  add_reader_arguments(parser)
   args = parser.parse_args(argv)
   try:
     examples = _read_records(args)
