@@ -60,9 +60,9 @@ from etils import epath
 import numpy as np
 from PIL import Image
 
+from pixelbert_jax.data import check
 from pixelbert_jax.data import images as images_lib
 from pixelbert_jax.data import pack
-from pixelbert_jax.data import records
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data import sources
 from pixelbert_jax.data.readers import coco
@@ -240,15 +240,6 @@ def build_pipeline(root: beam.Pipeline, chunk_files: list[str], num_images: int,
        | "WriteShard" >> beam.Map(_write_image_shard, args.out, args.num_shards))
 
 
-def _example_id(record) -> str:
-  """How `data.check` names an example."""
-  if isinstance(record, records.Nlvr2Example):
-    return record.identifier
-  if isinstance(record, records.VqaExample):
-    return str(record.question_id)
-  return f"{record.image_id}: {record.text[:40]!r}"
-
-
 def _karpathy_exclusions(args: argparse.Namespace) -> tuple[set[str], list[str]]:
   """(COCO ids, image files) of Karpathy's val and test splits, if asked for."""
   if not args.exclude_karpathy:
@@ -281,7 +272,7 @@ def _assemble(examples: list, links: np.ndarray, image_files: list[str], plan: d
   status, canonical, position = plan["status"], plan["canonical"], plan["position"]
   kept, kept_links, pairs = [], [], set()
   for record, row in zip(examples, links):
-    example_id = _example_id(record)
+    example_id = check.example_id(record)
     if (status[row] == BAD).any():
       image = row[status[row] == BAD][0]
       bad.skip(str(plan["reasons"][image]), image_files[image], example_id)
@@ -358,7 +349,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> dict:
     kept = []
     for record in examples:
       if record.image_id in excluded_ids:
-        chosen.skip(EXCLUDED_KARPATHY, record.image_path, _example_id(record))
+        chosen.skip(EXCLUDED_KARPATHY, record.image_path, check.example_id(record))
       else:
         kept.append(record)
     examples = kept

@@ -22,6 +22,8 @@ Usage (paths default to the official layout under --root):
   python -m pixelbert_jax.data.check --format sbu --root SBU [--urls U.txt] \
       [--captions C.txt] [--image_dir SBU/images] [--image_pattern '{url_name}']
   python -m pixelbert_jax.data.check --format img2dataset --root OUTPUT_FOLDER
+  python -m pixelbert_jax.data.check --format packed --root PACKED_FOLDER
+      (`data.pack`'s or `data.beam_pack`'s output: every image from its shard)
 
 Web corpora lose images to dead urls (about 15 % of CC3M's), hence their larger bound.
 """
@@ -35,6 +37,7 @@ from typing import Iterator
 from etils import epath
 
 from pixelbert_jax.data import images
+from pixelbert_jax.data import pack
 from pixelbert_jax.data import records
 from pixelbert_jax.data import skips as skips_lib
 from pixelbert_jax.data.readers import coco
@@ -48,7 +51,7 @@ from pixelbert_jax.data.readers import visual_genome
 from pixelbert_jax.data.readers import vqa
 
 FORMATS = ("coco", "karpathy", "flickr30k", "vg", "vqa", "nlvr2", "cc3m", "cc12m", "sbu",
-           "img2dataset")
+           "img2dataset", "packed")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,15 +153,45 @@ _READERS = {"coco": _coco, "karpathy": _karpathy, "flickr30k": _flickr30k,
             "sbu": _sbu, "img2dataset": _img2dataset}
 
 
+def example_id(record) -> str:
+  """How a skip report names an example."""
+  if isinstance(record, records.Nlvr2Example):
+    return record.identifier
+  if isinstance(record, records.VqaExample):
+    return str(record.question_id)
+  return f"{record.image_id}: {record.text[:40]!r}"
+
+
+def _packed_problems(args) -> Iterator[tuple[str, str | None, str | None]]:
+  """(example id, image name, problem) per example of a packed folder, decoding each
+  image from its shard once (problem None: usable)."""
+  source, cache = pack.PackedSource(args.root), {}
+  for index in range(len(source)):
+    names = source.image_names(index)
+    if not all(name in cache for name in names):
+      try:
+        data = source.image_bytes(index)
+      except images.ImageError as error:  # missing when it was packed
+        cache.update((name, error.reason) for name in names)
+        data = []
+      for name, image in zip(names, data):
+        try:
+          images.decode_image(image, max_pixels=args.max_pixels, name=name)
+          cache[name] = None
+        except images.ImageError as error:
+          cache[name] = error.reason
+    problem = next((name for name in names if cache[name]), None)
+    yield (example_id(source.record(index)), problem,
+           cache[problem] if problem else None)
+
+
 def _examples(args, skips: skips_lib.SkipCounter) -> Iterator[tuple[str, list[str]]]:
   """(example id, image paths) for every record the format's reader yields."""
   for record in _READERS[args.format](args, epath.Path(args.root), skips):
     if isinstance(record, records.Nlvr2Example):
-      yield record.identifier, [record.left_path, record.right_path]
-    elif isinstance(record, records.VqaExample):
-      yield str(record.question_id), [record.image_path]
+      yield example_id(record), [record.left_path, record.right_path]
     else:
-      yield f"{record.image_id}: {record.text[:40]!r}", [record.image_path]
+      yield example_id(record), [record.image_path]
 
 
 def _image_problem(path: str, cache: dict[str, str | None], max_pixels: int) -> str | None:
@@ -176,6 +209,13 @@ def check_dataset(args: argparse.Namespace) -> tuple[int, skips_lib.SkipCounter]
   """Reads everything; returns the usable count and the counter of skips."""
   skips = skips_lib.SkipCounter(args.format, max_skip_fraction=args.max_skip_fraction)
   usable, cache = 0, {}
+  if args.format == "packed":
+    for example_id, path, problem in _packed_problems(args):
+      if problem:
+        skips.skip(f"image_{problem}", path, example_id)
+      else:
+        usable += 1
+    return usable, skips
   for example_id, paths in _examples(args, skips):
     problems = [(path, problem) for path in paths
                 if (problem := _image_problem(path, cache, args.max_pixels))]
