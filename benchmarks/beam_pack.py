@@ -1,0 +1,153 @@
+r"""Beam packing throughput on the DirectRunner against `data.pack`, and a CC3M projection.
+
+  python benchmarks/beam_pack.py [--num_images=160] [--rounds=3] [--workers=2]
+
+Writes a CC3M-style corpus (TSV + image folder, `data/readers/conceptual_captions.py`)
+of synthetic-world scenes upscaled to COCO-like JPEGs (long side 640, quality 90, all
+distinct), then packs it, in interleaved rounds on the same files:
+
+* `data.pack` (one process): reads each file and its header; decodes nothing;
+* `data.check` + `data.pack` (one process): what one machine does to validate every
+  image (decode) and pack, the same work as the Beam packer without its hashing;
+* `data.beam_pack` on the DirectRunner with N worker processes (multi_processing):
+  decode, validate, sha256 of the pixels, de-duplicate, write shards.
+
+Each row is the median of the rounds, wall time from the command's start to its end
+(start-up included: the DirectRunner's worker processes and pipeline set-up are a fixed
+cost that a small corpus does not hide). Per core = images/s / processes doing the
+work (1, or N Beam workers). The projection scales the Beam per-core rate to CC3M on a
+32-worker job; its arithmetic is printed with it.
+"""
+
+import argparse
+import collections
+import datetime
+import io
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pixelbert_jax.data import beam_pack  # noqa: E402
+from pixelbert_jax.data import check  # noqa: E402
+from pixelbert_jax.data import pack  # noqa: E402
+from pixelbert_jax.data import synthetic  # noqa: E402
+from pixelbert_jax.data.readers import coco  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
+
+LONG_SIDE = 640  # COCO-like
+CC3M_IMAGES = 3_318_333  # rows of Train_GCC-training.tsv
+CC3M_LIVE = 0.85  # the share of urls that still download (about 15 % are dead)
+
+
+def make_corpus(folder: str, num_images: int) -> str:
+  """A CC3M TSV and its images folder of `num_images` distinct JPEGs; the TSV path."""
+  world = synthetic.generate(os.path.join(folder, "world"), seed=0, num_images=num_images)
+  rows, seen = [], set()
+  for caption in coco.read_karpathy(world["karpathy_coco"], world["coco_root"],
+                                    ("train", "restval", "val", "test")):
+    if caption.image_path in seen:
+      continue
+    index = len(seen)
+    seen.add(caption.image_path)
+    image = Image.open(caption.image_path).convert("RGB")
+    scale = LONG_SIDE / max(image.size)
+    image = image.resize((round(image.width * scale), round(image.height * scale)),
+                         Image.Resampling.BICUBIC)
+    path = os.path.join(folder, "cc3m", "images", f"{index // 10_000:05d}",
+                        f"{index:09d}.jpg")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    with open(path, "wb") as f:
+      f.write(buffer.getvalue())
+    rows.append(f"{caption.text}\thttp://example.com/{index}.jpg")
+  tsv = os.path.join(folder, "cc3m", "Train_GCC-training.tsv")
+  with open(tsv, "w", encoding="utf-8") as f:
+    f.write("\n".join(rows) + "\n")
+  return tsv
+
+
+def timed(run) -> float:
+  start = time.perf_counter()
+  run()
+  return time.perf_counter() - start
+
+
+def cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def projection(per_core: float, workers: int = 32, vcpus: int = 4) -> str:
+  """CC3M on `workers` machines of `vcpus` cores at the measured Beam per-core rate."""
+  live = round(CC3M_IMAGES * CC3M_LIVE)
+  cores = workers * vcpus
+  seconds = live / (per_core * cores)
+  return (f"CC3M: {CC3M_IMAGES:,} rows x {CC3M_LIVE:.0%} live = {live:,} images; "
+          f"{workers} workers x {vcpus} vCPUs = {cores} cores x {per_core:.1f} "
+          f"images/s/core = {per_core * cores:,.0f} images/s; {live:,} / "
+          f"{per_core * cores:,.0f} = {seconds:,.0f} s = {seconds / 60:.1f} min of "
+          "processing (worker start-up, about 3-5 min on Dataflow, and GCS reads "
+          "not included)")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--num_images", type=int, default=160)
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--workers", type=int, default=2)
+  parser.add_argument("--num_shards", type=int, default=4)
+  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                    "beam_pack.md"))
+  args = parser.parse_args()
+  runs = collections.defaultdict(list)
+  with tempfile.TemporaryDirectory() as folder:
+    tsv = make_corpus(folder, args.num_images)
+    images = os.path.join(os.path.dirname(tsv), "images")
+    corpus = ["--format", "cc3m", "--annotations", tsv, "--images", images,
+              "--num_shards", str(args.num_shards)]
+    count = sum(1 for _ in open(tsv, encoding="utf-8"))
+    rows = {
+        ("data.pack", 1): lambda out: pack.main(corpus + ["--out", out]),
+        ("data.check + data.pack", 1): lambda out: (
+            check.main(["--format", "cc3m", "--root", os.path.dirname(tsv)]),
+            pack.main(corpus + ["--out", out])),
+        (f"data.beam_pack, DirectRunner x {args.workers}", args.workers):
+            lambda out: beam_pack.main(corpus + [
+                "--out", out, "--direct_num_workers", str(args.workers),
+                "--direct_running_mode", "multi_processing"]),
+    }
+    for round_ in range(args.rounds):
+      for number, (row, run) in enumerate(rows.items()):
+        runs[row].append(timed(lambda: run(os.path.join(folder, f"out{round_}_{number}"))))
+  rates = {row: count / statistics.median(times) for row, times in runs.items()}
+  pack_core = rates[("data.pack", 1)]
+  both_core = rates[("data.check + data.pack", 1)]
+  lines = ["| packer | processes | images/s | images/s per core | per core vs data.pack "
+           "| per core vs check + pack |", "| --- | --- | --- | --- | --- | --- |"]
+  for (row, cores), rate in rates.items():
+    lines.append(f"| {row} | {cores} | {rate:.1f} | {rate / cores:.1f} | "
+                 f"{rate / cores / pack_core:.2f}x | {rate / cores / both_core:.2f}x |")
+  beam_core = list(rates.values())[-1] / args.workers
+  header = (f"{datetime.date.today()} · {platform.node()} · {cpu_name()} · "
+            f"{os.cpu_count()} CPUs · {count} distinct JPEGs of long side {LONG_SIDE} "
+            f"(CC3M layout) · {args.num_shards} shards · wall time, start-up included · "
+            f"median of {args.rounds} rounds")
+  text = (f"{header}\n\n" + "\n".join(lines) + f"\n\n{projection(beam_core)}\n")
+  report.publish(text, args.out)
+
+
+if __name__ == "__main__":
+  main()
