@@ -44,3 +44,22 @@ def checked(cfg) -> ml_collections.ConfigDict:
   if isinstance(cfg, ml_collections.ConfigDict) and cfg.is_locked:
     return cfg
   return make_config(**dict(cfg))
+
+
+def mixture_source(format: str, paths: tuple[str, ...], weight: float, *,  # pylint: disable=redefined-builtin
+                   max_skip_fraction: float | None = None,
+                   image_pattern: str = "") -> dict:
+  """One source of `data.mixture` (name -> source; `data.mixture` reads them).
+
+  Args:
+    format: karpathy, vg, cc3m, cc12m, sbu, img2dataset or packed.
+    paths: the format's files and folders, in the order of `mixture.FORMAT_PATHS`
+      (for the synthetic world: names of its files, as its marker lists them).
+    weight: the source's share of an epoch is weight / sum of the weights.
+    max_skip_fraction: the bound on the share of its entries the reader may skip;
+      None: `data.max_skip_fraction`.
+    image_pattern: for cc3m, cc12m and sbu, where row i's image is (the readers'
+      default when empty).
+  """
+  return dict(format=format, paths=tuple(paths), weight=float(weight),
+              max_skip_fraction=max_skip_fraction, image_pattern=image_pattern)

@@ -9,8 +9,9 @@ The pipeline, for one process::
       .mp_prefetch(num_workers)          optional worker processes
       → SkipBoundDataset                 counts skips, enforces max_skip_fraction
 
-The batch plan (`batch_plan.BatchPlan`) is computed from image sizes before anything is
-decoded, so every batch has one bucket shape and every process knows every batch. The
+The batch plan (`batch_plan.BatchPlan`, or a mixture's `mixture.MixturePlan`) is
+computed from image sizes before anything is decoded, so every batch has one bucket
+shape and every process knows every batch. The
 iterator's `get_state()` / `set_state()` is what the trainer checkpoints; restoring a
 state gives exactly the batches an uninterrupted iterator would have given.
 
@@ -183,8 +184,10 @@ def make_pipeline(task: preprocess.Task, examples, cfg: Any, *, seed: int,
   buckets = tuple(buckets_from_config(cfg))
   bucket_ids = batch_plan.assign_buckets(
       source.image_sizes(), cfg.image_short_side, cfg.image_long_side, buckets)
-  plan = batch_plan.BatchPlan(bucket_ids, len(buckets), cfg.global_batch_size,
-                              seed=seed, training=training)
+  # A mixture (`data.mixture`) plans its own batches: each source at its rate.
+  make_plan = getattr(source, "make_plan", batch_plan.BatchPlan)
+  plan = make_plan(bucket_ids, len(buckets), cfg.global_batch_size,
+                   seed=seed, training=training)
   batch_plan.per_process_batch_size(plan.global_batch_size, process_count)
   loader = BatchLoader(source, plan, task, buckets, seed, process_index, process_count)
   dataset = grain.MapDataset.range(_num_batches(plan, cfg, training)).map(loader)
