@@ -38,6 +38,7 @@ from absl import logging
 import numpy as np
 
 from pixelbert_jax.data import batch_plan
+from pixelbert_jax.data import data_config
 from pixelbert_jax.data import pack
 from pixelbert_jax.data import sources
 from pixelbert_jax.data.readers import coco
@@ -46,16 +47,7 @@ from pixelbert_jax.data.readers import img2dataset
 from pixelbert_jax.data.readers import sbu
 from pixelbert_jax.data.readers import visual_genome
 
-# The paths each format takes, in order (for kind "synthetic": names in the world).
-FORMAT_PATHS = {
-    "karpathy": ("dataset_coco.json", "COCO image folder (train2014/, val2014/)"),
-    "vg": ("region_descriptions.json", "image_data.json", "VG image folder"),
-    "cc3m": ("Train_GCC-training.tsv", "image folder"),
-    "cc12m": ("cc12m.tsv", "image folder"),
-    "sbu": ("urls file", "captions file", "image folder"),
-    "img2dataset": ("img2dataset output folder",),
-    "packed": ("folder written by data.pack",),
-}
+FORMAT_PATHS = data_config.MIXTURE_FORMATS
 # Which of the plan's random streams draws the mixture's passes (the epoch's
 # shuffles use (seed, epoch) as the single-source plan does).
 _PASS_STREAM = 7

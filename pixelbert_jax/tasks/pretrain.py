@@ -9,8 +9,9 @@ of the negatives instead gets its own caption with one word swapped: a hard nega
 
 Data: COCO (Karpathy train + restval) and Visual Genome, or the synthetic world; or
 a weighted mixture of sources (`data.mixture`: COCO, VG, CC3M, CC12M, SBU,
-img2dataset output, packed folders; see `data.mixture`). Nothing from the Karpathy test images reaches pre-training: VG images that are COCO
-test images are excluded, as the paper requires.
+img2dataset output, packed folders; see `data.mixture`). Nothing from the Karpathy
+test images reaches pre-training: VG images that are COCO test images are excluded,
+as the paper requires.
 
 The held-out evaluation (`probe_fn`) reports MLM and ITM, and the grounding probe: it
 masks every visual word of a caption (colours, shapes, counts) and fills them in twice,
