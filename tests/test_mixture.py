@@ -1,6 +1,7 @@
 """Mixtures of pre-training sources (`data.mixture`) on the small synthetic world: the
 COCO-style captions, VG phrases and the CC3M-style web corpus with its dead urls."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from pixelbert_jax.data import pack
 from pixelbert_jax.data import pipeline
 from pixelbert_jax.data import preprocess
 from pixelbert_jax.data import skips as skips_lib
+from pixelbert_jax.data import sources
 from pixelbert_jax.data.synthetic import cache
 from pixelbert_jax.tasks import pretrain
 
@@ -119,15 +121,22 @@ def test_process_slices_are_disjoint_and_cover_the_global_batch(mixed, tokenizer
                                       full[key], err_msg=key)
 
 
-def test_restore_mid_epoch_continues_exactly(mixed, tokenizer):
-  iterator = _pipeline(mixed, tokenizer)
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_restore_mid_epoch_continues_exactly(mixed, tokenizer, num_workers):
+  workers = {"num_workers": num_workers}
+  iterator = pipeline.pretrain_pipeline(mixed, tokenizer, {**CONFIG, **workers}, seed=0)
   stop = iterator.batches_per_epoch - 1  # the continuation crosses into epoch 2
   _take(iterator, stop)
   state = json.loads(json.dumps(iterator.get_state()))  # as the checkpoint keeps it
   uninterrupted = _take(iterator, 3)
-  restored = _pipeline(mixed, tokenizer)
+  iterator.close()
+  restored = pipeline.pretrain_pipeline(mixed, tokenizer, {**CONFIG, **workers}, seed=0)
   restored.set_state(state)
   assert_same_batches(uninterrupted, _take(restored, 3))
+  assert restored.get_state()["groups"]["seen"] == {
+      name: count + sum(name == n for n in _sources_of(mixed, uninterrupted))
+      for name, count in state["groups"]["seen"].items()}
+  restored.close()
   assert_same_batches(_take(_pipeline(mixed, tokenizer), stop + 3)[stop:], uninterrupted)
 
 
@@ -143,6 +152,33 @@ def test_each_source_has_its_own_skip_bound(small_world, world):
   data.mixture.cc3m.max_skip_fraction = None  # None: the data-wide bound
   with pytest.raises(skips_lib.TooManySkipped, match="pretrain-cc3m"):
     pretrain.read_examples(data, world)
+
+
+def test_images_that_fail_to_load_are_bounded_per_source(mixed, tokenizer, tmp_path):
+  # A third of the web corpus's images are broken: about 10 % of all examples, past
+  # the data-wide bound (1 %), within the web corpus's own bound (50 %) but not 20 %.
+  bad = tmp_path / "bad.jpg"
+  bad.write_bytes(b"not a jpeg")
+  web = [spec.name for spec in mixed.specs].index("cc3m")
+  raw = mixed.parts[web]
+  broken = sources.RawSource([
+      dataclasses.replace(raw.record(i), image_path=str(bad)) if i % 3 == 0
+      else raw.record(i) for i in range(len(raw))])
+
+  def run(bound):
+    specs = [dataclasses.replace(s, max_skip_fraction=bound) if s.name == "cc3m" else s
+             for s in mixed.specs]
+    parts = [broken if i == web else part for i, part in enumerate(mixed.parts)]
+    iterator = pipeline.pretrain_pipeline(mixture.MixtureSource(specs, parts), tokenizer,
+                                          {**CONFIG, "skip_min_seen": 10}, seed=0)
+    _take(iterator, iterator.batches_per_epoch)
+    return iterator.get_state()["groups"]
+
+  groups = run(0.5)
+  assert groups["skipped"]["cc3m"] > 0.2 * groups["seen"]["cc3m"]
+  assert groups["skipped"]["coco"] == groups["skipped"]["vg"] == 0
+  with pytest.raises(skips_lib.TooManySkipped, match="of source cc3m"):
+    run(0.2)
 
 
 @pytest.mark.parametrize("change, message", [

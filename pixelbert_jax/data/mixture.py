@@ -28,6 +28,10 @@ checkpoint for an exact resume, and one bucket per batch. The plan:
 The realised rates (shares of each source in the batches actually given) differ from
 the weights only by the rounding of the per-bucket counts and the dropped remainders;
 `MixturePlan.source_rates` measures them and the pipeline logs them.
+
+Skips are bounded per source twice: the reader's (dead urls, bad captions) as each
+source is read, and images that fail to load in the pipeline, counted per source
+(`MixtureSource.skip_bounds`) in the iterator state.
 """
 
 from collections.abc import Mapping, Sequence
@@ -173,6 +177,16 @@ class MixtureSource:
 
   def image_sizes(self) -> np.ndarray:
     return np.concatenate([part.image_sizes() for part in self.parts])
+
+  @property
+  def skip_bounds(self) -> dict[str, float]:
+    """{source name: its max_skip_fraction}: the pipeline bounds images that fail to
+    load per source too (`pipeline.SkipBoundIterator`)."""
+    return {spec.name: spec.max_skip_fraction for spec in self.specs}
+
+  def skip_groups(self, indices) -> list[str]:
+    """The source name of each example index (padding: the first source's)."""
+    return [self.specs[max(part, 0)].name for part in self.source_of(indices)]
 
   def make_plan(self, bucket_ids: np.ndarray, num_buckets: int, global_batch_size: int,
                 *, seed: int, training: bool) -> "MixturePlan":
