@@ -13,6 +13,7 @@ import os
 
 from etils import epath
 
+from pixelbert_jax.data import data_config
 from pixelbert_jax.data import tokenizer as tokenizer_lib
 from pixelbert_jax.tasks import base as tasks
 from pixelbert_jax.weights import from_run, init_checkpoint, init_sources
@@ -31,7 +32,9 @@ def problems(config, workdir: str) -> list[str]:
   found = []
   if data_cfg.kind != SYNTHETIC or data_cfg.tokenizer:
     found += _tokenizer(data_cfg.tokenizer)
-  if data_cfg.kind != SYNTHETIC:
+  if data_cfg.kind != SYNTHETIC and data_cfg.get("mixture"):
+    found += _mixture_paths(data_cfg.mixture)
+  elif data_cfg.kind != SYNTHETIC:
     found += _data_paths(data_cfg, task.data_paths)
   return found + _init_sources(config, workdir)
 
@@ -97,6 +100,26 @@ def _data_paths(data_cfg, declared: tasks.DataPaths) -> list[str]:
         found.append(f"config.data.{name}: not set{together}")
       for path in paths:
         found += _unreadable(f"config.data.{name}", path)
+  return found
+
+
+def _mixture_paths(mixture) -> list[str]:
+  """Every path of every source of `data.mixture` (its format's, in order) set and
+  there; the mixture replaces the task's own data fields."""
+  found = []
+  for name in sorted(mixture):
+    source, field = mixture[name], f"config.data.mixture.{name}"
+    wanted = data_config.MIXTURE_FORMATS.get(source.format)
+    if wanted is None:
+      found.append(f"{field}.format={source.format}: use one of "
+                   f"{', '.join(data_config.MIXTURE_FORMATS)}")
+      continue
+    paths = tuple(source.paths or ()) + ("",) * (len(wanted) - len(source.paths or ()))
+    for index, (path, what) in enumerate(zip(paths, wanted)):
+      if not path:
+        found.append(f"{field}.paths[{index}] ({what}): not set")
+      else:
+        found += _unreadable(f"{field}.paths[{index}]", path)
   return found
 
 

@@ -20,6 +20,18 @@ DATA_DEFAULTS = {
     "max_skip_fraction": 0.01, "skip_min_seen": 100,
 }
 
+# A mixture source's formats (`data.mixture`, `mixture_source`) and the paths each
+# takes, in order; for the synthetic world, names of its files (`cache.read_marker`).
+MIXTURE_FORMATS = {
+    "karpathy": ("dataset_coco.json", "COCO image folder (train2014/, val2014/)"),
+    "vg": ("region_descriptions.json", "image_data.json", "VG image folder"),
+    "cc3m": ("Train_GCC-training.tsv", "image folder"),
+    "cc12m": ("cc12m.tsv", "image folder"),
+    "sbu": ("urls file", "captions file", "image folder"),
+    "img2dataset": ("img2dataset output folder",),
+    "packed": ("folder written by data.pack",),
+}
+
 
 def make_config(*, global_batch_size: int, num_epochs: float | None = None,
                 **fields) -> ml_collections.ConfigDict:
@@ -44,3 +56,23 @@ def checked(cfg) -> ml_collections.ConfigDict:
   if isinstance(cfg, ml_collections.ConfigDict) and cfg.is_locked:
     return cfg
   return make_config(**dict(cfg))
+
+
+def mixture_source(source_format: str, paths: tuple[str, ...], weight: float, *,
+                   max_skip_fraction: float | None = None,
+                   image_pattern: str = "") -> dict:
+  """One source of `data.mixture` (name -> source; `pixelbert_jax.data.mixture` reads
+  them).
+
+  Args:
+    source_format: karpathy, vg, cc3m, cc12m, sbu, img2dataset or packed.
+    paths: the format's files and folders, in the order of `MIXTURE_FORMATS`
+      (for the synthetic world: names of its files, as its marker lists them).
+    weight: the source's share of an epoch is weight / sum of the weights.
+    max_skip_fraction: the bound on the share of its entries the reader may skip;
+      None: `data.max_skip_fraction`.
+    image_pattern: for cc3m, cc12m and sbu, where row i's image is (the readers'
+      default when empty).
+  """
+  return dict(format=source_format, paths=tuple(paths), weight=float(weight),
+              max_skip_fraction=max_skip_fraction, image_pattern=image_pattern)

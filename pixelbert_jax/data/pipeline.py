@@ -9,8 +9,9 @@ The pipeline, for one process::
       .mp_prefetch(num_workers)          optional worker processes
       → SkipBoundDataset                 counts skips, enforces max_skip_fraction
 
-The batch plan (`batch_plan.BatchPlan`) is computed from image sizes before anything is
-decoded, so every batch has one bucket shape and every process knows every batch. The
+The batch plan (`batch_plan.BatchPlan`, or a mixture's `mixture.MixturePlan`) is
+computed from image sizes before anything is decoded, so every batch has one bucket
+shape and every process knows every batch. The
 iterator's `get_state()` / `set_state()` is what the trainer checkpoints; restoring a
 state gives exactly the batches an uninterrupted iterator would have given.
 
@@ -121,6 +122,10 @@ class SkipBoundIterator(grain.DatasetIterator):
     self.skips = skips_lib.SkipCounter(spec.name, max_skip_fraction=1.0)
     self.seen = 0
     self.skipped = collections.Counter()
+    # A mixture bounds each of its sources' skips on its own (`skip_bounds`): a web
+    # corpus may lose more images than COCO without the run stopping.
+    self._bounds = getattr(spec.source, "skip_bounds", None)
+    self.group_seen, self.group_skipped = collections.Counter(), collections.Counter()
 
   def __next__(self) -> dict[str, np.ndarray]:
     try:
@@ -132,7 +137,12 @@ class SkipBoundIterator(grain.DatasetIterator):
     reasons = batch.pop(preprocess.SKIP_REASON_KEY)
     indices = batch[preprocess.EXAMPLE_INDEX_KEY]
     self.seen += int(np.count_nonzero(indices != batch_plan.PAD_INDEX))
-    for code, index in zip(reasons, indices):
+    groups = (self._spec.source.skip_groups(indices) if self._bounds
+              else [None] * len(indices))
+    for code, index, group in zip(reasons, indices, groups):
+      if index != batch_plan.PAD_INDEX and group is not None:
+        self.group_seen[group] += 1
+        self.group_skipped[group] += bool(code)
       if code:
         self._record_skip(images_lib.REASONS[code - 1], int(index))
     self._check(final=False)
@@ -145,6 +155,9 @@ class SkipBoundIterator(grain.DatasetIterator):
                     f"example {index}")
 
   def _check(self, final: bool) -> None:
+    if self._bounds:
+      self._check_groups(final)
+      return
     total = sum(self.skipped.values())
     if not final and self.seen < self._spec.min_seen:
       return
@@ -156,14 +169,32 @@ class SkipBoundIterator(grain.DatasetIterator):
           f"{self._spec.max_skip_fraction:g}; fix the data or raise the bound.\n"
           f"{self.skips.summary()}")
 
+  def _check_groups(self, final: bool) -> None:
+    """Each group (a mixture's source) against its own bound."""
+    for group, seen in sorted(self.group_seen.items()):
+      skipped, bound = self.group_skipped[group], self._bounds[group]
+      if (final or seen >= self._spec.min_seen) and skipped / seen > bound:
+        raise skips_lib.TooManySkipped(
+            f"{self._spec.name}: skipped {skipped} of {seen} examples of source "
+            f"{group} ({skipped / seen:.2%}), more than its max_skip_fraction="
+            f"{bound:g}; fix the data or raise the bound.\n{self.skips.summary()}")
+
   def get_state(self) -> dict[str, Any]:
-    return {"parent": self._parent.get_state(), "seen": self.seen,
-            "skipped": dict(self.skipped)}
+    state = {"parent": self._parent.get_state(), "seen": self.seen,
+             "skipped": dict(self.skipped)}
+    if self._bounds:
+      state["groups"] = {"seen": dict(self.group_seen),
+                         "skipped": dict(self.group_skipped)}
+    return state
 
   def set_state(self, state: dict[str, Any]) -> None:
     self._parent.set_state(state["parent"])
     self.seen = int(state["seen"])
     self.skipped = collections.Counter({k: int(v) for k, v in state["skipped"].items()})
+    groups = state.get("groups", {})
+    self.group_seen, self.group_skipped = (
+        collections.Counter({k: int(v) for k, v in groups.get(key, {}).items()})
+        for key in ("seen", "skipped"))
 
   def close(self) -> None:
     close = getattr(self._parent, "close", None)
@@ -183,8 +214,10 @@ def make_pipeline(task: preprocess.Task, examples, cfg: Any, *, seed: int,
   buckets = tuple(buckets_from_config(cfg))
   bucket_ids = batch_plan.assign_buckets(
       source.image_sizes(), cfg.image_short_side, cfg.image_long_side, buckets)
-  plan = batch_plan.BatchPlan(bucket_ids, len(buckets), cfg.global_batch_size,
-                              seed=seed, training=training)
+  # A mixture (`data.mixture`) plans its own batches: each source at its rate.
+  make_plan = getattr(source, "make_plan", batch_plan.BatchPlan)
+  plan = make_plan(bucket_ids, len(buckets), cfg.global_batch_size,
+                   seed=seed, training=training)
   batch_plan.per_process_batch_size(plan.global_batch_size, process_count)
   loader = BatchLoader(source, plan, task, buckets, seed, process_index, process_count)
   dataset = grain.MapDataset.range(_num_batches(plan, cfg, training)).map(loader)

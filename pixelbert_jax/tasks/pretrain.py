@@ -7,9 +7,11 @@ caption of another example of the (micro-)batch and the rest keep their own. Wit
 `itm_swap_share` > 0 and batches carrying swapped captions (`data.swaps`), that share
 of the negatives instead gets its own caption with one word swapped: a hard negative.
 
-Data: COCO (Karpathy train + restval) and Visual Genome, or the synthetic world.
-Nothing from the Karpathy test images reaches pre-training: VG images that are COCO
-test images are excluded, as the paper requires.
+Data: COCO (Karpathy train + restval) and Visual Genome, or the synthetic world; or
+a weighted mixture of sources (`data.mixture`: COCO, VG, CC3M, CC12M, SBU,
+img2dataset output, packed folders; see `data.mixture`). Nothing from the Karpathy
+test images reaches pre-training: VG images that are COCO test images are excluded,
+as the paper requires.
 
 The held-out evaluation (`probe_fn`) reports MLM and ITM, and the grounding probe: it
 masks every visual word of a caption (colours, shapes, counts) and fills them in twice,
@@ -27,6 +29,7 @@ import optax
 from absl import logging
 from flax import nnx
 
+from pixelbert_jax.data import mixture
 from pixelbert_jax.data import pipeline
 from pixelbert_jax.data import synthetic
 from pixelbert_jax.data.readers import coco, visual_genome
@@ -211,8 +214,35 @@ def _karpathy(path, root, splits, skips):
   return list(coco.read_karpathy(path, root, splits=splits, skips=skips))
 
 
+def read_mixture(data_cfg, world: dict | None) -> tuple[mixture.MixtureSource, list]:
+  """(the mixture of `data.mixture`'s sources, held-out examples): each source read
+  with its own skip bound; the held-out set is the Karpathy val split of its COCO."""
+  specs = mixture.specs_from_config(data_cfg.mixture, world, data_cfg.max_skip_fraction)
+  karpathy = mixture.karpathy_json(specs)
+  if karpathy is None:
+    raise ValueError("data.mixture needs a karpathy source: its val split is the "
+                     "held-out set")
+  parts = []
+  for spec in specs:
+    read = mixture.reader(spec, karpathy)
+    examples = None if read is None else common.read_split(
+        f"pretrain-{spec.name}", [read], spec.max_skip_fraction)
+    parts.append(mixture.open_source(spec, examples))
+  image_root = next(s.paths[1] for s in specs if s.format == "karpathy")
+  held_out = common.read_split("pretrain-held-out", [
+      lambda skips: _karpathy(karpathy, image_root, ("val",), skips)],
+                               data_cfg.max_skip_fraction)
+  logging.info("Pre-training on a mixture of %s (%d examples), %d held out",
+               ", ".join(f"{s.name}: {len(p)}" for s, p in zip(specs, parts)),
+               sum(len(p) for p in parts), len(held_out))
+  return mixture.MixtureSource(specs, parts), held_out
+
+
 def read_examples(data_cfg, world: dict | None) -> tuple[list, list]:
-  """(train examples, held-out examples), with a bound on skipped entries."""
+  """(train examples, held-out examples), with a bound on skipped entries; with
+  `data.mixture` the train examples are a `mixture.MixtureSource`."""
+  if data_cfg.get("mixture"):
+    return read_mixture(data_cfg, world)
   if world:
     karpathy, image_root = world["karpathy_coco"], world["coco_root"]
     regions = (world["vg_region_descriptions"], world["vg_image_data"], world["vg_root"])

@@ -62,7 +62,7 @@ def _info(description: str) -> dict:
 _COCO, _FLICKR, _NLVR2, _VG, _SNLI_VE = 1, 2, 3, 4, 5
 # Names the cached worlds (`cache.world_root`): bump it whenever a writer changes what it
 # writes, so that a run never reads a world written by older writers.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 _COCO_SUBSETS = {"train2014": 0, "val2014": 1, "test2015": 2}
 
 
