@@ -5,7 +5,9 @@ config's rules map each name to mesh axes. A rule is skipped for a dimension it 
 divide or a mesh axis already used by another dimension, so one table serves every size.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+import contextvars
 
 import jax
 import numpy as np
@@ -79,6 +81,38 @@ def state_shardings(state: nnx.State, mesh: Mesh,
     return NamedSharding(mesh, logical_to_spec(axes, shape, mesh, rules))
 
   return jax.tree.map(sharding_of, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+# The batch sharding that `constrain_batch` pins activations to, while a step is traced.
+_BATCH_ACTIVATIONS = contextvars.ContextVar("batch_activations", default=None)
+
+
+@contextlib.contextmanager
+def batch_activations(mesh: Mesh, rules: Sequence[tuple] = DEFAULT_RULES) -> Iterator[None]:
+  """While a step is traced inside it, `constrain_batch` keeps activations split along
+  the batch's mesh axes; outside it (inference, evaluators) nothing is constrained."""
+  token = _BATCH_ACTIVATIONS.set(batch_sharding(mesh, rules))
+  try:
+    yield
+  finally:
+    _BATCH_ACTIVATIONS.reset(token)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """`x` (batch first) kept split by batch, as the step's inputs are. Without this, with
+  the weights split along fsdp's model dimension, XLA may partition the Transformer's
+  products along that dimension and run every example on every device (hidden states
+  all-gathered at the global batch: benchmarks/RESULTS.md, "Memory per device")."""
+  target = _BATCH_ACTIVATIONS.get()
+  if target is None:
+    return x
+  axes = target.spec[0] if target.spec else None
+  names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+  size = int(np.prod([target.mesh.shape[a] for a in names])) if names else 1
+  if size == 1 or x.shape[0] % size:
+    return x
+  spec = PartitionSpec(axes, *([None] * (x.ndim - 1)))
+  return jax.lax.with_sharding_constraint(x, NamedSharding(target.mesh, spec))
 
 
 def batch_sharding(mesh: Mesh, rules: Sequence[tuple] = DEFAULT_RULES) -> NamedSharding:

@@ -112,13 +112,17 @@ def build_step(config, task: tasks.Task, meta: dict, vocab_size: int, steps: int
   abstract = train_state.abstract_train_state(plan, tx, config.seed, mesh)
   objective = objective or task.objective()
   state_sharding = train_state.shardings_of(abstract)
-  step_fn = jax.jit(
-      train_step.make_train_step(plan.graphdef, plan.other, objective.loss_fn,
-                                 objective.counts_fn, objective.weights, tx, schedules,
-                                 config.micro_batches,
-                                 frozen_mask=optim.frozen_mask(config, plan.params)),
-      in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
-      donate_argnums=0)
+  step = train_step.make_train_step(plan.graphdef, plan.other, objective.loss_fn,
+                                    objective.counts_fn, objective.weights, tx, schedules,
+                                    config.micro_batches,
+                                    frozen_mask=optim.frozen_mask(config, plan.params))
+
+  def traced_step(state, batch):
+    with sharding.batch_activations(mesh, rules):  # activations stay split by batch
+      return step(state, batch)
+
+  step_fn = jax.jit(traced_step, in_shardings=(state_sharding, None),
+                    out_shardings=(state_sharding, None), donate_argnums=0)
   initial_state = lambda: train_state.create_train_state(*plan.create(), tx, config.seed,
                                                          mesh)
   return Step(mesh, rules, plan.graphdef, plan.other,

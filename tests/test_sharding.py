@@ -1,5 +1,7 @@
 """Logical-axis rules shard the model's parameters over a data x fsdp x tensor mesh."""
 
+import os
+import re
 import sys
 
 import jax
@@ -93,3 +95,29 @@ def test_optimiser_state_is_sharded_like_its_parameters_and_known_before_it_exis
   assert jax.tree.leaves(jax.tree.map(describe, abstract.state)) == jax.tree.leaves(
       jax.tree.map(describe, state))
   assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract.state))
+
+
+def test_fsdp_step_keeps_the_transformers_activations_split_by_batch():
+  """On a (1, 8, 1) mesh the weights are split along fsdp's model dimension; without
+  `sharding.constrain_batch`, XLA partitioned the Transformer's products along it and
+  all-reduced or all-gathered the hidden states at the global batch of 32 (every device
+  running every example). The compiled demo step must move no (32, L, hidden) array."""
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import memory_projection  # pylint: disable=g-import-not-at-top
+  import train_step as step_bench  # pylint: disable=g-import-not-at-top
+
+  model = memory_projection.MODELS["tiny"]
+  setting = step_bench.Setting(model.config_arg, 1, model.bucket, model.image_size, True)
+  config = step_bench.make_config(setting, 32, "sampled")
+  config.model.update(dict(model.overrides))
+  config.mesh.shape = (1, 8, 1)
+  vocab = step_bench.vocab_size(config)
+  step = train.build_step(config, tasks.get(config), {}, vocab, steps=100,
+                          materialise=False)
+  batch = memory_projection.abstract_batch(config, model, 32, vocab,
+                                           sharding.batch_sharding(step.mesh, step.rules))
+  hlo = step.step_fn.lower(step.state, batch).compile().as_text()
+  hidden = config.model.transformer_hidden
+  moved = re.findall(rf"= \(?(f32\[32,\d+,{hidden}\])[^=]*? (?:all-gather|all-reduce)\(",
+                     hlo)
+  assert not moved, sorted(set(moved))

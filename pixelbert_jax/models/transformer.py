@@ -14,6 +14,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from pixelbert_jax.models import layers
+from pixelbert_jax import sharding
 from pixelbert_jax.models import remat as remat_lib
 from pixelbert_jax.models.variants import TransformerSpec
 
@@ -118,8 +119,10 @@ class Encoder(nnx.Module):
       return layer(x, mask, need_probs=return_attention)
 
     call = remat_lib.wrap(call_layer, self.remat)
+    x = sharding.constrain_batch(x)  # each device runs its own examples (sharding.py)
     for layer in self.layers:
       x, probs = call(layer, x, mask)
+      x = sharding.constrain_batch(x)
       if return_attention:
         attention.append(probs)
     return x, attention
