@@ -157,7 +157,9 @@ def test_pretraining_refuses_5_percent_empty_captions_and_counts_fewer(
   # Named by the image file and the caption's place, which a user can look up.
   assert "COCO_train2014_" in str(refused.value) and "sentences[0]" in str(refused.value)
   config.data.max_skip_fraction = 0.1
-  with caplog.at_level(logging.INFO):
+  # On absl's own logger: an earlier test in the same worker may have lowered absl's
+  # verbosity, which the root logger's level does not override.
+  with caplog.at_level(logging.INFO, logger="absl"):
     train, held_out = pretrain.read_examples(config.data, world)
   # The test split is not read for pre-training: its blanked captions are not counted.
   skipped = sum(clean) - len(train) - len(held_out)
