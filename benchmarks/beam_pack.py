@@ -40,6 +40,7 @@ from pixelbert_jax.data import check  # noqa: E402
 from pixelbert_jax.data import pack  # noqa: E402
 from pixelbert_jax.data import synthetic  # noqa: E402
 from pixelbert_jax.data.readers import coco  # noqa: E402
+import input_pipeline  # noqa: E402  (benchmarks/input_pipeline.py: cpu_name)
 import report  # noqa: E402  (benchmarks/report.py)
 
 LONG_SIDE = 640  # COCO-like
@@ -79,17 +80,6 @@ def timed(run) -> float:
   start = time.perf_counter()
   run()
   return time.perf_counter() - start
-
-
-def cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def projection(per_core: float, workers: int = 32, vcpus: int = 4) -> str:
@@ -159,7 +149,7 @@ def main():
     lines.append(f"| {row[0]} | {row[1]} | {median[row, small]:.2f} | "
                  f"{median[row, large]:.2f} | {marginal[row]:.1f} | {core:.1f} | "
                  f"{core / pack_core:.2f}x | {core / both_core:.2f}x |")
-  header = (f"{datetime.date.today()} · {platform.node()} · {cpu_name()} · "
+  header = (f"{datetime.date.today()} · {platform.node()} · {input_pipeline.cpu_name()} · "
             f"{os.cpu_count()} CPUs · distinct JPEGs of long side {LONG_SIDE} "
             f"(CC3M layout) · {args.num_shards} shards · wall time, start-up included; "
             f"marginal = ({large} - {small}) / (t{large} - t{small}) · median of "
