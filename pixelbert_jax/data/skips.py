@@ -5,6 +5,11 @@ pipeline and the `check` tool report a skipped example to a `SkipCounter`
 together with a short reason; the counter logs it, keeps a few example ids per
 reason for the summary, and `check` stops the run with a clear message once the
 skipped share of all examples seen passes `max_skip_fraction`.
+
+Only the first `logged_per_reason` skips of a reason get a line each: a web corpus
+loses hundreds of thousands of rows to dead urls, and a line per row would bury the
+log. After that a reason logs its running count at every power of ten, and every
+skip is still counted for the summary and the bound.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ class SkipCounter:
   """Counts skipped examples per reason and enforces an upper bound on them."""
 
   def __init__(self, name: str = "data", *, max_skip_fraction: float = 0.01,
-               min_seen: int = 100, examples_per_reason: int = 5):
+               min_seen: int = 100, examples_per_reason: int = 5,
+               logged_per_reason: int = 20):
     """Creates an empty counter.
 
     Args:
@@ -32,6 +38,8 @@ class SkipCounter:
         (or when called with `final=True`), because a single early skip would
         otherwise look like a large share.
       examples_per_reason: how many example ids to keep per reason.
+      logged_per_reason: how many skips of a reason get a log line each; later
+        ones are logged as a running count at 10^k.
     """
     if not 0.0 <= max_skip_fraction <= 1.0:
       raise ValueError(f"max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
@@ -39,6 +47,7 @@ class SkipCounter:
     self.max_skip_fraction = max_skip_fraction
     self.min_seen = min_seen
     self.examples_per_reason = examples_per_reason
+    self.logged_per_reason = logged_per_reason
     self._counts: collections.Counter[str] = collections.Counter()
     self._examples: dict[str, list[str]] = collections.defaultdict(list)
 
@@ -48,8 +57,19 @@ class SkipCounter:
     kept = self._examples[reason]
     if len(kept) < self.examples_per_reason:
       kept.append(str(example_id))
-    logging.warning("%s: skipping %s (%s)%s", self.name, example_id, reason,
-                    f": {detail}" if detail else "")
+    self._log(reason, example_id, detail)
+
+  def _log(self, reason: str, example_id: object, detail: str) -> None:
+    count = self._counts[reason]
+    if count <= self.logged_per_reason:
+      logging.warning("%s: skipping %s (%s)%s", self.name, example_id, reason,
+                      f": {detail}" if detail else "")
+      if count == self.logged_per_reason:
+        logging.warning("%s: further %s skips are counted, not logged one by one",
+                        self.name, reason)
+    elif _is_power_of_ten(count):
+      logging.warning("%s: %d examples skipped so far for %s (latest %s)", self.name,
+                      count, reason, example_id)
 
   @property
   def total(self) -> int:
@@ -103,3 +123,9 @@ class SkipCounter:
           f"{self.summary(total_seen)}\nThe skipped share passes the bound "
           f"max_skip_fraction={self.max_skip_fraction:g}; fix the data or raise "
           "the bound.")
+
+
+def _is_power_of_ten(count: int) -> bool:
+  while count % 10 == 0 and count > 1:
+    count //= 10
+  return count == 1

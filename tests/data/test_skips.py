@@ -26,6 +26,23 @@ def test_every_skip_is_logged(caplog):
   assert "a17" in caplog.text and "bad_encoding" in caplog.text
 
 
+def test_a_frequent_reason_logs_its_first_skips_then_counts_at_powers_of_ten(caplog):
+  skips = skips_lib.SkipCounter("cc3m", logged_per_reason=3)
+  with caplog.at_level("WARNING"):
+    for i in range(1000):
+      skips.skip("missing_image", f"row{i}")
+    skips.skip("empty_text", "row1000")
+  lines = caplog.text.splitlines()
+  assert sum("skipping row" in line for line in lines) == 4  # 3 + empty_text's first
+  assert "skipping row3 " not in caplog.text
+  assert "further missing_image skips are counted" in caplog.text
+  running_counts = [line for line in lines if "so far" in line]
+  assert [line.split(": ")[-1].split()[0] for line in running_counts] == [
+      "10", "100", "1000"]
+  assert "1000 examples skipped so far for missing_image (latest row999)" in caplog.text
+  assert skips.counts == {"missing_image": 1000, "empty_text": 1}
+
+
 def test_check_raises_past_the_bound_with_a_summary():
   skips = skips_lib.SkipCounter("vqa", max_skip_fraction=0.1, min_seen=10)
   for i in range(3):
