@@ -1,5 +1,5 @@
-"""Test-wide set-up: 8 fake CPU devices, a private world cache, and one small synthetic
-world for trainer tests."""
+"""Test-wide set-up: 8 fake CPU devices, a private world cache, one XLA compilation
+cache for the whole run, and one small synthetic world for trainer tests."""
 
 import importlib
 import os
@@ -12,6 +12,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Worlds without a data root go to a cache folder (`data/synthetic/cache.py`): the
 # tests' own, never the user's.
 os.environ.setdefault("PIXELBERT_CACHE", tempfile.mkdtemp(prefix="pixelbert_cache_"))
+# One persistent compilation cache for the run, shared by both xdist workers and every
+# process a test starts (the environment passes on): the tests build the same few small
+# models again and again, and XLA:CPU takes 0.1 s to compile the smallest program and
+# tens of seconds for a train step. Fresh for every run, so no stale entry is read.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"pixelbert_jax_xla_cache_{_RUN_ID}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 try:
   # PyTorch's triton (pulled in by transformers) crashes when its library loads after
