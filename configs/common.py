@@ -73,6 +73,9 @@ def base(task: str) -> ConfigDict:
   config.eval_batches = 50
   config.eval_batch_size = 0  # 0: the training batch size
   config.profile_steps = 0
+  # XLA's persistent compilation cache: "" = $PIXELBERT_CACHE/xla (or the user's
+  # JAX_COMPILATION_CACHE_DIR), "none" = off, else a folder (`compile_cache`).
+  config.xla_cache_dir = ""
   config.device_prefetch = 2  # batches read and put on the devices ahead of the step
   config.max_consecutive_nonfinite = 10
   config.mode = "train"  # or "eval"

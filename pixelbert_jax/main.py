@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pixelbert_jax import checkpointing, console, distributed, preflight, train  # noqa: E402
+from pixelbert_jax import checkpointing, compile_cache, console, distributed  # noqa: E402
+from pixelbert_jax import preflight, train  # noqa: E402
 from pixelbert_jax import workdir_lock  # noqa: E402
 from pixelbert_jax.data import skips  # noqa: E402
 from pixelbert_jax.data.readers import common as readers_common  # noqa: E402
@@ -100,6 +101,7 @@ def main(argv):
   logging.info("Config:\n%s", FLAGS.config, extra=console.FILE_ONLY)
   logging.info("Task %s, model %s; the full log: %s", FLAGS.config.task,
                FLAGS.config.model.preset, log_file)
+  compile_cache.enable(FLAGS.config.xla_cache_dir)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except RUN_ERRORS as error:
