@@ -20,7 +20,7 @@ LAYERS = (
     (2, ("evaluators",)),
     (3, ("tasks",)),
     (4, ("train", "inference", "export", "predict", "attention_maps", "main", "tools",
-         "console", "preflight")),
+         "console", "preflight", "compile_cache")),
 )
 
 
