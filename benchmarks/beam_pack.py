@@ -10,7 +10,9 @@ distinct), then packs it, in interleaved rounds on the same files:
 * `data.check` + `data.pack` (one process): what one machine does to validate every
   image (decode) and pack, the same work as the Beam packer without its hashing;
 * `data.beam_pack` on the DirectRunner with N worker processes (multi_processing):
-  decode, validate, sha256 of the pixels, de-duplicate, write shards.
+  decode, validate, sha256 of the pixels, de-duplicate, write shards;
+* the Beam workers' per-image work alone, in a loop in one process: the packer's rate
+  if its runner cost nothing.
 
 Each packer runs on all of the corpus and on a quarter of it (the same images); times
 are medians of the rounds, wall time from the command's start to its end. The
@@ -76,6 +78,17 @@ def make_corpus(folder: str, num_images: int) -> str:
   return tsv
 
 
+def per_image_work(annotations: str, images: str) -> None:
+  """What a Beam worker does per image (read, decode, validate, hash), in a loop: the
+  rate the packer would reach with a runner that cost nothing."""
+  with open(annotations, encoding="utf-8") as f:
+    count = sum(1 for _ in f)
+  for index in range(count):
+    path = os.path.join(images, f"{index // 10_000:05d}", f"{index:09d}.jpg")
+    beam_pack.process_image((index, path), 0, beam_pack.images_lib.DEFAULT_MAX_PIXELS, 95,
+                            "")
+
+
 def timed(run) -> float:
   start = time.perf_counter()
   run()
@@ -130,6 +143,8 @@ def main():
             lambda a, out: beam_pack.main(corpus(a) + [
                 "--out", out, "--direct_num_workers", str(args.workers),
                 "--direct_running_mode", "multi_processing"]),
+        ("beam_pack's per-image work alone, no runner", 1):
+            lambda a, out: per_image_work(a, images),
     }
     for round_ in range(args.rounds):
       for number, (row, run) in enumerate(rows.items()):
@@ -154,8 +169,9 @@ def main():
             f"(CC3M layout) · {args.num_shards} shards · wall time, start-up included; "
             f"marginal = ({large} - {small}) / (t{large} - t{small}) · median of "
             f"{args.rounds} rounds")
+  beam_row = [row for row in rows if row[0].startswith("data.beam_pack")][0]
   text = (f"{header}\n\n" + "\n".join(lines) + "\n\n"
-          f"{projection(list(per_core.values())[-1])}\n")
+          f"{projection(per_core[beam_row])}\n")
   report.publish(text, args.out)
 
 

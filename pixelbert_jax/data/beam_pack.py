@@ -9,13 +9,16 @@ work runs on Beam workers; the driver keeps what is small and must be in order:
            bound as `data.pack`), drop COCO images of Karpathy's val / test splits by
            id, list the distinct images in first-seen order (`pack.distinct_images`)
            and write that list in chunk files under OUT/.beam_work/
-  Beam     chunks -> per image: read, decode, validate, resize, sha256 of the pixels
+  Beam     chunks, spread over the workers -> per image: read, decode, validate,
+              resize (into OUT/.beam_work/resized/), sha256 of the pixels
            -> group by hash: the first image (in first-seen order) of a group is kept,
               the others are duplicates; a group holding a Karpathy val / test image
               (`--karpathy_images`) is excluded whole
            -> the plan (per image: kept, duplicate of which, excluded or bad; the
-              kept images' global positions), a side input
-           -> the kept images' bytes grouped by shard, one ArrayRecord writer per shard
+              kept images' global positions and stored files)
+           -> one work item per shard: its ArrayRecord writer reads the kept images
+              again by name (checking their sha256), so no image's bytes travel
+              through the runner
   driver   the examples (an example with a bad or excluded image is dropped and
            counted; one whose image was a duplicate points at the kept copy), the
            example shards, index.npz, meta.json (`pack.write_index`) and report.json
@@ -68,9 +71,10 @@ from pixelbert_jax.data import sources
 from pixelbert_jax.data.readers import coco
 from pixelbert_jax.data.readers import common
 
-# Images per work item: large enough that listing them costs nothing, small enough
-# that the reshuffle after reading the chunks spreads them over every worker.
-_CHUNK = 500
+# Images per work item: the chunk files, not the images, are spread over the workers
+# (a reshuffle per image cost the DirectRunner a fifth of its time), so a chunk is
+# small enough that a corpus makes many (3 M images: 47,000 chunks).
+_CHUNK = 64
 _WORK = ".beam_work"
 # Plan codes per image.
 KEPT, DUPLICATE, EXCLUDED, BAD = 0, 1, 2, 3
@@ -81,13 +85,20 @@ DUPLICATE_PAIR, EXCLUDED_KARPATHY = "duplicate_pair", "karpathy_excluded"
 
 
 class Outcome(NamedTuple):
-  """What processing one image found; `image` < 0 is a Karpathy reference image."""
+  """What processing one image found; `image` < 0 is a Karpathy reference image.
+
+  It names the file to store rather than carrying its bytes: the bytes would otherwise
+  cross the runner's data plane twice more (held for the plan, then grouped by shard),
+  which cost the DirectRunner most of its time (benchmarks/RESULTS.md, "Beam
+  packing")."""
   image: int
   reason: str  # "" if usable, else "image_<ImageError.reason>"
   digest: bytes
   height: int
   width: int
-  data: bytes  # what is stored: the file's bytes, or the re-encoded resized JPEG
+  stored_path: str  # the file itself, or its resized JPEG under OUT/.beam_work/
+  stored_digest: bytes  # sha256 of the stored file's bytes: the writer checks them
+  stored_bytes: int
   source_bytes: int
 
 
@@ -99,16 +110,16 @@ def pixel_digest(pixels: np.ndarray) -> bytes:
 
 
 def process_image(item: tuple[int, str], max_side: int, max_pixels: int,
-                  jpeg_quality: int) -> Outcome:
-  """Reads, validates, optionally shrinks and hashes one image."""
+                  jpeg_quality: int, resized_dir: str) -> Outcome:
+  """Reads, validates, optionally shrinks (into `resized_dir`) and hashes one image."""
   index, path = item
   data = b""
   try:
     data = images_lib.read_image_bytes(path)
     pixels = images_lib.decode_image(data, max_pixels=max_pixels, name=path)
   except images_lib.ImageError as error:
-    return Outcome(index, f"image_{error.reason}", b"", 0, 0, b"", len(data))
-  digest, stored = pixel_digest(pixels), data
+    return Outcome(index, f"image_{error.reason}", b"", 0, 0, "", b"", 0, len(data))
+  digest, stored, stored_path = pixel_digest(pixels), data, path
   height, width = pixels.shape[:2]
   if max_side and max(height, width) > max_side:
     # resized_size with both sides = max_side puts the long side at max_side.
@@ -117,35 +128,49 @@ def process_image(item: tuple[int, str], max_side: int, max_pixels: int,
     buffer = io.BytesIO()
     Image.fromarray(smaller).save(buffer, format="JPEG", quality=jpeg_quality)
     stored = buffer.getvalue()
+    stored_path = str(epath.Path(resized_dir) / f"{index}.jpg")
+    epath.Path(stored_path).write_bytes(stored)
   # The header's size, as data.pack records it (upright, after EXIF rotation).
   height, width = sources.header_size(stored)
-  return Outcome(index, "", digest, height, width, stored, len(data))
+  return Outcome(index, "", digest, height, width, stored_path,
+                 hashlib.sha256(stored).digest(), len(stored), len(data))
+
+
+def read_stored(path: str, expected_digest: bytes) -> bytes:
+  """The bytes to store for one image (a file or a tar / parquet member), as
+  `process_image` validated them."""
+  data = images_lib.read_image_bytes(path)
+  if hashlib.sha256(data).digest() != expected_digest:
+    raise ValueError(f"{path} changed while it was being packed; pack again")
+  return data
 
 
 def _read_chunk(path: str) -> list[tuple[int, str]]:
   return [tuple(item) for item in json.loads(epath.Path(path).read_text())]
 
 
-def _canonical(group) -> list:
-  """(image, the image kept for it, or -1 if excluded) for one hash's images."""
-  _, ids = group
-  ids = sorted(ids)
-  if ids[0] < 0:  # the same pixels as a Karpathy val / test image
-    return [(index, -1) for index in ids if index >= 0]
-  return [(index, ids[0]) for index in ids]
+def _by_hash(outcome: Outcome) -> tuple[bytes, Outcome]:
+  """A usable image keyed by its pixels' hash; a bad one by a key of its own."""
+  return outcome.digest if not outcome.reason else b"bad %d" % outcome.image, outcome
 
 
-def _summary(outcome: Outcome) -> tuple:
-  return ("s", outcome.image, outcome.reason, outcome.height, outcome.width,
-          len(outcome.data), outcome.source_bytes)
+def _entries(group) -> list[tuple]:
+  """One plan entry per corpus image of a hash's group (bad images are alone): its
+  outcome's fields and the image kept for it, the group's first in first-seen order,
+  or -1 if it is bad or has the pixels of a Karpathy val / test image (index < 0)."""
+  _, outcomes = group
+  outcomes = sorted(outcomes, key=lambda outcome: outcome.image)
+  first = outcomes[0]
+  kept = -1 if first.image < 0 or first.reason else first.image
+  return [(o.image, o.reason, o.height, o.width, o.stored_bytes, o.source_bytes,
+           o.stored_path, o.stored_digest, kept) for o in outcomes if o.image >= 0]
 
 
-def make_plan(entries: list[tuple], num_images: int, num_shards: int
-              ) -> dict[str, np.ndarray]:
-  """The per-image arrays every shard writer and the driver need (see module doc).
+def make_plan(entries: list[tuple], num_images: int, num_shards: int) -> dict:
+  """The per-image arrays the driver needs (see module doc), and under `writes` the
+  kept images' (stored file, sha256) in their global order, for the shard writers.
 
-  `entries` come in any order: ("s", image, reason, height, width, stored bytes,
-  source bytes) per image and ("c", image, kept image or -1) per usable one.
+  `entries` (`_entries`) come in any order, one per image.
   """
   status = np.full(num_images, BAD, np.int8)
   canonical = np.full(num_images, -1, np.int64)
@@ -153,30 +178,28 @@ def make_plan(entries: list[tuple], num_images: int, num_shards: int
   stored = np.zeros(num_images, np.int64)
   source = np.zeros(num_images, np.int64)
   reasons = np.full(num_images, "", object)
-  for entry in entries:
-    if entry[0] == "s":
-      _, index, reason, height, width, stored_bytes, source_bytes = entry
-      reasons[index], sizes[index] = reason, (height, width)
-      stored[index], source[index] = stored_bytes, source_bytes
-    else:
-      _, index, kept = entry
-      canonical[index] = kept
-      status[index] = KEPT if kept == index else DUPLICATE if kept >= 0 else EXCLUDED
-  if (reasons[status != BAD] != "").any() or (reasons[status == BAD] == "").any():
-    raise AssertionError("the plan's statuses disagree with the images' outcomes")
+  files = [("", b"")] * num_images
+  for image, reason, height, width, stored_bytes, source_bytes, *file, kept in entries:
+    reasons[image], sizes[image], files[image] = reason, (height, width), tuple(file)
+    stored[image], source[image], canonical[image] = stored_bytes, source_bytes, kept
+    status[image] = (BAD if reason else KEPT if kept == image
+                     else DUPLICATE if kept >= 0 else EXCLUDED)
+  if len(entries) != num_images or len(set(e[0] for e in entries)) != num_images:
+    raise AssertionError(f"{len(entries)} plan entries for {num_images} images")
   kept = status == KEPT
   position = np.where(kept, np.cumsum(kept) - 1, -1)
   return {"status": status, "canonical": canonical, "position": position,
           "per_shard": np.int64(per_shard(int(kept.sum()), num_shards)),
           "sizes": sizes, "stored_bytes": stored, "source_bytes": source,
-          "reasons": reasons.astype(str)}
+          "reasons": reasons.astype(str),
+          "writes": [files[index] for index in np.flatnonzero(kept)]}
 
 
-def _to_shard(outcome: Outcome, plan: dict):
-  """(shard, (global position, bytes)) of a kept image; nothing otherwise."""
-  if outcome.image >= 0 and plan["status"][outcome.image] == KEPT:
-    position = int(plan["position"][outcome.image])
-    yield position // int(plan["per_shard"]), (position, outcome.data)
+def _shard_writes(plan: dict):
+  """(shard, its images' (stored file, sha256) in order): one work item per shard."""
+  run, writes = int(plan["per_shard"]), plan["writes"]
+  for start in range(0, len(writes), run):
+    yield start // run, writes[start:start + run]
 
 
 def per_shard(count: int, num_shards: int) -> int:
@@ -196,47 +219,40 @@ def write_shard_file(path: str, items: list[bytes]) -> None:
     epath.Path(temporary).copy(epath.Path(path), overwrite=True)
 
 
-def _write_image_shard(group, out_dir: str, num_shards: int) -> int:
-  shard, items = group
-  items = sorted(items)
+def _write_image_shard(item, out_dir: str, num_shards: int) -> int:
+  shard, writes = item
   write_shard_file(pack.shard_paths(out_dir, "images", num_shards)[shard],
-                   [data for _, data in items])
+                   [read_stored(path, digest) for path, digest in writes])
   return shard
 
 
 def _save_plan(plan: dict, path: str) -> None:
   with epath.Path(path).open("wb") as f:
-    np.savez(f, **plan)
+    np.savez(f, **{name: value for name, value in plan.items() if name != "writes"})
 
 
 def build_pipeline(root: beam.Pipeline, chunk_files: list[str], num_images: int,
-                   args: argparse.Namespace, plan_path: str) -> None:
+                   args: argparse.Namespace, work: str) -> None:
   """Adds the image stages (module doc) to `root`."""
   outcomes = (
       root
       | "Chunks" >> beam.Create(chunk_files)
+      | "Spread" >> beam.Reshuffle()  # the chunks must not all stay on one worker
       | "ReadChunks" >> beam.FlatMap(_read_chunk)
-      | "Spread" >> beam.Reshuffle()  # one chunk file must not stay on one worker
       | "Process" >> beam.Map(process_image, args.max_side, args.max_pixels,
-                              args.jpeg_quality))
-  usable = outcomes | "Usable" >> beam.Filter(lambda outcome: not outcome.reason)
-  kept_for = (
-      usable
-      | "ByHash" >> beam.Map(lambda outcome: (outcome.digest, outcome.image))
-      | "GroupByHash" >> beam.GroupByKey()
-      | "Canonical" >> beam.FlatMap(_canonical)
-      | "TagCanonical" >> beam.Map(lambda pair: ("c",) + tuple(pair)))
-  summaries = (outcomes
-               | "Corpus" >> beam.Filter(lambda outcome: outcome.image >= 0)
-               | "Summaries" >> beam.Map(_summary))
-  plan = ((summaries, kept_for)
-          | "Entries" >> beam.Flatten()
+                              args.jpeg_quality, str(epath.Path(work) / "resized")))
+  plan = (outcomes
+          | "ByHash" >> beam.Map(_by_hash)
+          | "GroupByHash" >> beam.GroupByKey()
+          | "Entries" >> beam.FlatMap(_entries)
           | "AllEntries" >> beam.combiners.ToList()
           | "Plan" >> beam.Map(make_plan, num_images, args.num_shards))
-  _ = plan | "SavePlan" >> beam.Map(_save_plan, plan_path)
-  _ = (usable
-       | "ToShard" >> beam.FlatMap(_to_shard, beam.pvalue.AsSingleton(plan))
-       | "GroupByShard" >> beam.GroupByKey()
+  _ = plan | "SavePlan" >> beam.Map(_save_plan, str(epath.Path(work) / "plan.npz"))
+  # The writers' work comes from the plan, one item per shard: the images are read
+  # again by name, not carried through the runner.
+  _ = (plan
+       | "ShardWrites" >> beam.FlatMap(_shard_writes)
+       | "SpreadShards" >> beam.Reshuffle()
        | "WriteShard" >> beam.Map(_write_image_shard, args.out, args.num_shards))
 
 
@@ -360,11 +376,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> dict:
   items = list(enumerate(image_files))
   items += [(-1 - k, path) for k, path in enumerate(reference_files)]
   chunk_files = _write_chunks(work, items)
-  plan_path = str(work / "plan.npz")
+  (work / "resized").mkdir(exist_ok=True)
   options = pipeline_options.PipelineOptions(beam_args)
   with beam.Pipeline(options=options) as root:
-    build_pipeline(root, chunk_files, len(image_files), args, plan_path)
-  with epath.Path(plan_path).open("rb") as f:
+    build_pipeline(root, chunk_files, len(image_files), args, str(work))
+  with (work / "plan.npz").open("rb") as f:
     plan = dict(np.load(f, allow_pickle=False))
   kept, kept_links = _assemble(examples, links, image_files, plan, bad, chosen)
   report = {

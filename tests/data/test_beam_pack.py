@@ -4,6 +4,7 @@ by the pretraining pipeline and `data.check`; duplicates, Karpathy val / test im
 and bad images are dropped and reported; two runs write the same bytes."""
 
 import glob
+import hashlib
 import json
 import os
 import shlex
@@ -166,6 +167,18 @@ def test_too_many_bad_images_fail_with_a_report(world, doctored_karpathy, tmp_pa
     beam_pack.main(args)
   assert "image_empty" in _report(tmp_path / "out")["failed"]
   assert not (tmp_path / "out" / "meta.json").exists()  # not a readable pack
+
+
+def test_a_file_changed_between_validation_and_writing_is_refused(tmp_path):
+  """The shard writers re-read each image by path (its bytes do not travel through
+  the runner); a file that changed since it was validated and hashed is an error."""
+  path = tmp_path / "picture.jpg"
+  path.write_bytes(b"the bytes that were validated")
+  digest = hashlib.sha256(path.read_bytes()).digest()
+  assert beam_pack.read_stored(str(path), digest) == b"the bytes that were validated"
+  path.write_bytes(b"other bytes")
+  with pytest.raises(ValueError, match=r"picture\.jpg changed while it was being packed"):
+    beam_pack.read_stored(str(path), digest)
 
 
 def test_the_launcher_prints_each_runner_s_command():
