@@ -81,8 +81,10 @@ def test_the_demo_uses_the_shipped_backbone_without_training(tmp_path):
 
 def test_the_recipe_replays_the_shipped_trail():
   """The recipe's first steps give the parameter norms recorded when the shipped
-  weights were trained (relative tolerance 1e-4; a full retrain's difference from the
-  shipped weights is in benchmarks/RESULTS.md)."""
+  weights were trained (a full retrain's difference from the shipped weights is in
+  benchmarks/RESULTS.md). Relative tolerance 2e-3: on another CPU (an AVX-512 Intel Xeon
+  replaying the AMD EPYC machine's record) small LayerNorm biases differ by up to 7.5e-4,
+  while a learning rate 1 % off moves them by 1e-2."""
   config = pretrain_config.get_config("demo")
   info = json.loads((synthetic_backbone.shipped(config) / init_checkpoint.INFO_FILE)
                     .read_text())
@@ -90,4 +92,4 @@ def test_the_recipe_replays_the_shipped_trail():
   norms = synthetic_backbone.parameter_norms(model)
   assert norms.keys() == info["trail"]["norms"].keys()
   for name, want in info["trail"]["norms"].items():
-    assert norms[name] == pytest.approx(want, rel=1e-4), name
+    assert norms[name] == pytest.approx(want, rel=2e-3), name
