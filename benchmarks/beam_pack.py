@@ -39,6 +39,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pixelbert_jax.data import beam_pack  # noqa: E402
 from pixelbert_jax.data import check  # noqa: E402
+from pixelbert_jax.data import images as images_lib  # noqa: E402
 from pixelbert_jax.data import pack  # noqa: E402
 from pixelbert_jax.data import synthetic  # noqa: E402
 from pixelbert_jax.data.readers import coco  # noqa: E402
@@ -85,8 +86,7 @@ def per_image_work(annotations: str, images: str) -> None:
     count = sum(1 for _ in f)
   for index in range(count):
     path = os.path.join(images, f"{index // 10_000:05d}", f"{index:09d}.jpg")
-    beam_pack.process_image((index, path), 0, beam_pack.images_lib.DEFAULT_MAX_PIXELS, 95,
-                            "")
+    beam_pack.process_image((index, path), 0, images_lib.DEFAULT_MAX_PIXELS, 95, "")
 
 
 def timed(run) -> float:

@@ -100,12 +100,10 @@ class Step:
 
 
 def build_step(config, task: tasks.Task, meta: dict, vocab_size: int, steps: int,
-               objective: tasks.Objective | None = None, materialise: bool = True,
-               devices=None) -> Step:
+               objective: tasks.Objective | None = None, materialise: bool = True) -> Step:
   """The model, optimiser, state and jitted step of `config` (no data needed). Without
-  `materialise`, the state stays abstract: nothing is allocated for a run that restores.
-  The mesh spans `devices` (default: all)."""
-  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes, devices)
+  `materialise`, the state stays abstract: nothing is allocated for a run that restores."""
+  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   rules = tuple(tuple(r) for r in config.sharding_rules)
   model_config = task.model_config(vocab_size)
   plan = train_state.plan_model(
