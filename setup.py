@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pillow>=11",
     "matplotlib>=3.8",
     "numpy>=2",
+    "xxhash>=3.4",  # the Beam packer's image hashes (data/beam_pack.py)
     "pyarrow>=21",  # img2dataset's parquet files (data/readers/img2dataset.py)
 ]
 

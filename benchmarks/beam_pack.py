@@ -10,7 +10,7 @@ distinct), then packs it, in interleaved rounds on the same files:
 * `data.check` + `data.pack` (one process): what one machine does to validate every
   image (decode) and pack, the same work as the Beam packer without its hashing;
 * `data.beam_pack` on the DirectRunner with N worker processes (multi_processing):
-  decode, validate, sha256 of the pixels, de-duplicate, write shards;
+  decode, validate, XXH3-128 of the pixels, de-duplicate, write shards;
 * the Beam workers' per-image work alone, in a loop in one process: the packer's rate
   if its runner cost nothing.
 

@@ -10,14 +10,14 @@ work runs on Beam workers; the driver keeps what is small and must be in order:
            id, list the distinct images in first-seen order (`pack.distinct_images`)
            and write that list in chunk files under OUT/.beam_work/
   Beam     chunks, spread over the workers -> per image: read, decode, validate,
-              resize (into OUT/.beam_work/resized/), sha256 of the pixels
+              resize (into OUT/.beam_work/resized/), hash of the pixels
            -> group by hash: the first image (in first-seen order) of a group is kept,
               the others are duplicates; a group holding a Karpathy val / test image
               (`--karpathy_images`) is excluded whole
            -> the plan (per image: kept, duplicate of which, excluded or bad; the
               kept images' global positions and stored files)
            -> one work item per shard: its ArrayRecord writer reads the kept images
-              again by name (checking their sha256), so no image's bytes travel
+              again by name (checking their hash), so no image's bytes travel
               through the runner
   driver   the examples (an example with a bad or excluded image is dropped and
            counted; one whose image was a duplicate points at the kept copy), the
@@ -30,10 +30,14 @@ dropped the two outputs hold the same records, images and index. Every image in 
 decodes, so `num_missing_images` is 0. The output is a function of the input alone
 (same runner or not): the plan is built from ids, not from the order work finished in.
 
-Hash: sha256 of the decoded, upright RGB pixels and their shape, not of the file's
+Hash: XXH3-128 of the decoded, upright RGB pixels and their shape, not of the file's
 bytes: the same picture saved with other metadata (EXIF, a re-muxed PNG) is still a
 duplicate, and the hash does not change with `--max_side`. Decoding is paid anyway for
-validation; hashing the pixels adds about a millisecond per 640 x 480 image.
+validation. XXH3 rather than sha256 because sha256 of a 640 x 480 image's pixels took
+0.50 ms (a fifth of the per-image work, with SHA-NI) and XXH3-128 takes 0.02 ms
+(benchmarks/RESULTS.md, "Beam packing"). De-duplication needs resistance to chance
+collisions only: 128 bits put the chance of one among CC12M's 12 M images near 1e-25.
+A crafted collision could at worst make one image count as another's duplicate.
 
 Usage (the reader's arguments are `data.pack`'s; any other argument is Beam's):
   python -m pixelbert_jax.data.beam_pack --format img2dataset --images cc3m_wds \
@@ -48,7 +52,6 @@ Usage (the reader's arguments are `data.pack`'s; any other argument is Beam's):
 
 import argparse
 import collections
-import hashlib
 import io
 import json
 import os
@@ -62,6 +65,7 @@ from apache_beam.options import pipeline_options
 from etils import epath
 import numpy as np
 from PIL import Image
+import xxhash
 
 from pixelbert_jax.data import check
 from pixelbert_jax.data import images as images_lib
@@ -97,16 +101,21 @@ class Outcome(NamedTuple):
   height: int
   width: int
   stored_path: str  # the file itself, or its resized JPEG under OUT/.beam_work/
-  stored_digest: bytes  # sha256 of the stored file's bytes: the writer checks them
+  stored_digest: bytes  # hash of the stored file's bytes: the writer checks them
   stored_bytes: int
   source_bytes: int
 
 
 def pixel_digest(pixels: np.ndarray) -> bytes:
-  """sha256 of an image's shape and pixels (see the module doc for why pixels)."""
-  digest = hashlib.sha256(np.asarray(pixels.shape, np.int64).tobytes())
-  digest.update(np.ascontiguousarray(pixels).tobytes())
+  """XXH3-128 of an image's shape and pixels (see the module doc for why pixels)."""
+  digest = xxhash.xxh3_128(np.asarray(pixels.shape, np.int64).tobytes())
+  digest.update(memoryview(np.ascontiguousarray(pixels)).cast("B"))
   return digest.digest()
+
+
+def bytes_digest(data: bytes) -> bytes:
+  """XXH3-128 of a stored file's bytes: tells whether it changed since validation."""
+  return xxhash.xxh3_128(data).digest()
 
 
 def process_image(item: tuple[int, str], max_side: int, max_pixels: int,
@@ -133,14 +142,14 @@ def process_image(item: tuple[int, str], max_side: int, max_pixels: int,
   # The header's size, as data.pack records it (upright, after EXIF rotation).
   height, width = sources.header_size(stored)
   return Outcome(index, "", digest, height, width, stored_path,
-                 hashlib.sha256(stored).digest(), len(stored), len(data))
+                 bytes_digest(stored), len(stored), len(data))
 
 
 def read_stored(path: str, expected_digest: bytes) -> bytes:
   """The bytes to store for one image (a file or a tar / parquet member), as
   `process_image` validated them."""
   data = images_lib.read_image_bytes(path)
-  if hashlib.sha256(data).digest() != expected_digest:
+  if bytes_digest(data) != expected_digest:
     raise ValueError(f"{path} changed while it was being packed; pack again")
   return data
 
@@ -168,7 +177,7 @@ def _entries(group) -> list[tuple]:
 
 def make_plan(entries: list[tuple], num_images: int, num_shards: int) -> dict:
   """The per-image arrays the driver needs (see module doc), and under `writes` the
-  kept images' (stored file, sha256) in their global order, for the shard writers.
+  kept images' (stored file, hash) in their global order, for the shard writers.
 
   `entries` (`_entries`) come in any order, one per image.
   """
@@ -196,7 +205,7 @@ def make_plan(entries: list[tuple], num_images: int, num_shards: int) -> dict:
 
 
 def _shard_writes(plan: dict):
-  """(shard, its images' (stored file, sha256) in order): one work item per shard."""
+  """(shard, its images' (stored file, hash) in order): one work item per shard."""
   run, writes = int(plan["per_shard"]), plan["writes"]
   for start in range(0, len(writes), run):
     yield start // run, writes[start:start + run]

@@ -4,7 +4,6 @@ by the pretraining pipeline and `data.check`; duplicates, Karpathy val / test im
 and bad images are dropped and reported; two runs write the same bytes."""
 
 import glob
-import hashlib
 import json
 import os
 import shlex
@@ -174,7 +173,7 @@ def test_a_file_changed_between_validation_and_writing_is_refused(tmp_path):
   the runner); a file that changed since it was validated and hashed is an error."""
   path = tmp_path / "picture.jpg"
   path.write_bytes(b"the bytes that were validated")
-  digest = hashlib.sha256(path.read_bytes()).digest()
+  digest = beam_pack.bytes_digest(path.read_bytes())
   assert beam_pack.read_stored(str(path), digest) == b"the bytes that were validated"
   path.write_bytes(b"other bytes")
   with pytest.raises(ValueError, match=r"picture\.jpg changed while it was being packed"):
