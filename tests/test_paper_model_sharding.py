@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MLP_IN = "['encoder']['layers'][0]['mlp_in']['kernel']"
@@ -45,6 +46,7 @@ def _run_side(side: str, tmp_path) -> dict:
   return json.loads(out.read_text())
 
 
+@pytest.mark.first
 def test_paper_model_on_a_2x2x2_mesh_matches_one_device_and_resumes(tmp_path):
   one = _run_side("one", tmp_path)
   mesh = _run_side("mesh", tmp_path)
