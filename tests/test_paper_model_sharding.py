@@ -114,30 +114,32 @@ def _checkpointer(checkpoints: str):
   return checkpointing.Checkpointer(checkpoints, every_steps=1, keep=1, async_save=False)
 
 
-def _one_device_side(checkpoints: str) -> dict:
-  del checkpoints  # this side saves nothing
-  step, batches = _build((1, 1, 1))
-  state, losses = step.state, []
+def _take_steps(step, state, batches) -> tuple:
+  """(state after `batches`, the training loss of each step)."""
+  losses = []
   for batch in batches:
     state, metrics = step.step_fn(state, batch)
     losses.append(float(metrics["training_loss"]))
-  return {"losses": losses}
+  return state, losses
+
+
+def _one_device_side(checkpoints: str) -> dict:
+  del checkpoints  # this side saves nothing
+  step, batches = _build((1, 1, 1))
+  return {"losses": _take_steps(step, step.state, batches)[1]}
 
 
 def _mesh_side(checkpoints: str) -> dict:
   """Two steps, a save, the third step."""
   step, batches = _build((2, 2, 2))
-  state, losses = step.state, []
-  for batch in batches[:2]:
-    state, metrics = step.step_fn(state, batch)
-    losses.append(float(metrics["training_loss"]))
+  state, losses = _take_steps(step, step.state, batches[:2])
   report = {"mlp_in": _layout(_param(state, MLP_IN)), "words": _layout(_param(state, WORDS))}
   checkpointer = _checkpointer(checkpoints)
   checkpointer.save(2, state, force=True)
   checkpointer.close()
-  state, metrics = step.step_fn(state, batches[2])
-  losses.append(float(metrics["training_loss"]))
-  report.update(losses=losses, continued_mlp_in_sum=_exact_sum(_param(state, MLP_IN)))
+  state, [loss] = _take_steps(step, state, batches[2:])
+  report.update(losses=losses + [loss],
+                continued_mlp_in_sum=_exact_sum(_param(state, MLP_IN)))
   return report
 
 
@@ -148,9 +150,8 @@ def _resume_side(checkpoints: str) -> dict:
   restored_step, state = checkpointer.restore_latest(step.state)
   checkpointer.close()
   report = {"restored_step": restored_step, "mlp_in": _layout(_param(state, MLP_IN))}
-  state, metrics = step.step_fn(state, batches[2])
-  report.update(loss=float(metrics["training_loss"]),
-                mlp_in_sum=_exact_sum(_param(state, MLP_IN)))
+  state, [loss] = _take_steps(step, state, batches[2:])
+  report.update(loss=loss, mlp_in_sum=_exact_sum(_param(state, MLP_IN)))
   return report
 
 
